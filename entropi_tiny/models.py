@@ -20,9 +20,8 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from .config import ARCHS
 from .errors import UserError
-
-ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 
 
 def build_model(arch: str, num_classes: int, width: float = 1.0) -> nn.Module:

@@ -1,0 +1,41 @@
+# entropi-tiny: `make demo` runs the pipeline on the built-in data, `make test` the test suite.
+# Both start with `make setup`, which installs everything from nothing and is quick when done.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-stamp
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup apt test demo bench clean
+
+setup: apt $(STAMP)
+
+# The ARM toolchain and QEMU come from Debian; skipped when already there.
+apt:
+	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+	    || [ ! -f /usr/lib/arm-none-eabi/include/stdlib.h ]; then \
+	  echo "installing $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# The Python environment, pinned by requirements.lock (torch 2.14.1 installs from local disk).
+$(STAMP): requirements.lock pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: setup
+	$(VENV)/bin/entropi-tiny prune --preset quick
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) export/default

@@ -1,0 +1,114 @@
+"""The `entropi-tiny` command line.
+
+Usage:
+    entropi-tiny prune --preset quick
+    entropi-tiny prune --config my.toml --set prune.epochs=5 --run-dir runs/a
+
+Every command reads its settings from a preset, an optional TOML file and
+`--set section.key=value` overrides (see config.py), works in one run folder
+(see paths.py), and skips work whose outputs already exist. Bad input ends
+with one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import PRESETS, Config, load_config
+from .errors import UserError
+from .paths import DEFAULT_RUN_DIR, RunPaths
+
+
+def common_options(fn):
+    """--preset, --config, --set, --run-dir and --quiet, turned into (cfg, paths, quiet)."""
+    @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="quick",
+                  show_default=True, help="Hyperparameter preset.")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                  help="TOML file with [data], [model], [prune], [select], [transfer] tables.")
+    @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                  help="Override one config key; repeatable.")
+    @click.option("--run-dir", type=click.Path(file_okay=False), default=str(DEFAULT_RUN_DIR),
+                  show_default=True, help="Folder holding every artifact of the run.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
+    @functools.wraps(fn)
+    def wrapper(preset, config_file, overrides, run_dir, quiet, **kwargs):
+        extra = [f"{key}={json.dumps(value)}" for key, value in
+                 kwargs.pop("_shortcuts", {}).items() if value is not None]
+        cfg = load_config(preset, config_file, list(overrides) + extra)
+        return fn(cfg=cfg, paths=RunPaths(Path(run_dir)), quiet=quiet, **kwargs)
+    return wrapper
+
+
+def shortcut_options(**mapping):
+    """Options like --epochs that are short for --set prune.epochs=..."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def collect(*args, **kwargs):
+            kwargs["_shortcuts"] = {key: kwargs.pop(opt) for opt, (key, _, _) in mapping.items()}
+            return fn(*args, **kwargs)
+        for opt, (key, typ, help_text) in reversed(mapping.items()):
+            collect = click.option(f"--{opt.replace('_', '-')}", opt, type=typ,
+                                   help=f"{help_text} (= --set {key}=...)")(collect)
+        return collect
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="entropi-tiny")
+def cli() -> None:
+    """Entropy-selected pruned CNN encoders, fine-tuned on a microcontroller (ENTROPI)."""
+
+
+@cli.command()
+@shortcut_options(
+    arch=("model.arch", str, "resnet18, mobilenet_v3_small or mobilenet_v3_large"),
+    width=("model.width", float, "Channel width multiplier"),
+    source=("data.source", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
+    data_root=("data.data_root", str, "Where CIFAR lives or downloads to"),
+    epochs=("prune.epochs", int, "Training epochs per level"),
+    levels=("prune.levels", int, "Number of pruning levels, dense included"),
+    rate=("prune.rate", float, "Fraction of survivors pruned per level"),
+    seed=("prune.seed", int, "Random seed"),
+)
+@common_options
+def prune(cfg: Config, paths: RunPaths, quiet: bool) -> None:
+    """Train on the source task with iterative magnitude pruning (one checkpoint per level)."""
+    from .pruning.imp import run_imp
+
+    rows = run_imp(cfg, paths, quiet=quiet)
+    if not quiet and rows:
+        click.echo(_level_table(rows))
+
+
+def _level_table(rows: list[dict]) -> str:
+    lines = [f"{'level':>5} {'alpha':>8} {'actual':>8} {'train%':>7} {'test%':>7}"]
+    for r in rows:
+        lines.append(f"{r['level']:>5} {r['alpha_target']:>8.4f} {r['alpha_actual']:>8.4f} "
+                     f"{r['train_acc']:>7.2f} {r['test_acc']:>7.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False, prog_name="entropi-tiny")
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: rerun the same command to resume", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Every artifact of a run folder, named in one place.
+
+Usage:
+    paths = RunPaths(Path("export/default"))
+    paths.level_checkpoint(3)   # export/default/levels/level_03/checkpoint.pt
+
+A stage reads the files of the stages before it and writes its own here;
+it skips itself when its outputs already exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_RUN_DIR = Path("export") / "default"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    # -- whole run ---------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    # -- prune -------------------------------------------------------------
+    @property
+    def levels_dir(self) -> Path:
+        return self.root / "levels"
+
+    def level_dir(self, level: int) -> Path:
+        return self.levels_dir / f"level_{level:02d}"
+
+    def level_checkpoint(self, level: int) -> Path:
+        return self.level_dir(level) / "checkpoint.pt"
+
+    def level_partial(self, level: int) -> Path:
+        """Model and optimizer after the last finished epoch of an unfinished level."""
+        return self.level_dir(level) / "partial.pt"
+
+    @property
+    def rewind_checkpoint(self) -> Path:
+        return self.levels_dir / "rewind.pt"
+
+    @property
+    def prune_summary(self) -> Path:
+        return self.root / "prune.json"
+
+    # -- select ------------------------------------------------------------
+    @property
+    def entropy_json(self) -> Path:
+        return self.root / "entropy.json"
+
+    # -- transfer ----------------------------------------------------------
+    def features(self, level: int) -> Path:
+        return self.root / "features" / f"level_{level:02d}.pt"
+
+    @property
+    def transfer_json(self) -> Path:
+        return self.root / "transfer.json"
+
+    # -- report and profile ------------------------------------------------
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def figure3_png(self) -> Path:
+        return self.root / "entropy_vs_alpha.png"
+
+    @property
+    def profile_json(self) -> Path:
+        return self.root / "profile.json"
+
+    def existing_levels(self) -> list[int]:
+        """Levels whose final checkpoint exists, in order."""
+        if not self.levels_dir.is_dir():
+            return []
+        found = []
+        for d in sorted(self.levels_dir.glob("level_*")):
+            suffix = d.name.removeprefix("level_")
+            if suffix.isdigit() and (d / "checkpoint.pt").is_file():
+                found.append(int(suffix))
+        return found
