@@ -13,13 +13,11 @@ What is computed, for one layer with N outputs over a dataset D:
   eq. 8-9  bound_bits = sum over neurons of the entropy of that neuron's q.
 Logs are base 2: every entropy here is in bits.
 
-Ceiling. Because of the +1/2, q takes M + 1 values per neuron (min maps to q0 =
-floor(min/Delta + 1/2) and max to q0 + M), not M as the paper's log(M^N) says.
-An empirical distribution over |D| samples has at most log2 |D| bits, so
-    max_bits = min(N * log2(M + 1), log2 |D|)
-(M + 1 is the alphabet size actually measured, q_max - q0 + 1). With hundreds of
-neurons nearly every sample is its own state: exact_bits then equals log2 |D| and
-the result is flagged `saturated`; bound_bits still discriminates such encoders.
+Ceiling: because of the +1/2, q takes M + 1 values per neuron (min -> q0, max ->
+q0 + M), not M as the paper's log(M^N) says, and |D| samples carry at most
+log2 |D| bits: max_bits = min(N * log2(M + 1), log2 |D|). With hundreds of neurons
+nearly every sample is its own state: exact_bits then equals log2 |D| and the
+result is `saturated`; bound_bits still discriminates such encoders.
 
 Streaming: pass 1 finds min and max, pass 2 quantizes and counts. Memory grows
 with the number of distinct states (N bytes each), not with the dataset.
@@ -66,12 +64,8 @@ class EntropyResult:
 
 
 class EntropyCounter:
-    """Two-pass exact counter for one layer.
-
-    Call observe_range(batch) on every batch, then freeze(), then count(batch) on
-    the same batches (any grouping, any order), then result(). count() freezes
-    by itself if needed.
-    """
+    """Two-pass exact counter for one layer: observe_range() every batch, freeze(),
+    count() the same batches (any grouping or order; it freezes if needed), result()."""
 
     def __init__(self, levels: int = 4):
         _check_levels(levels)
@@ -81,7 +75,7 @@ class EntropyCounter:
         self._n_range = self._n_counted = 0
         self._frozen = False
         self._delta, self._q0, self._span = 0.0, 0, 1
-        self._dtype: type = np.uint8
+        self._dtype = np.dtype(np.uint8)
         self._states: Counter[bytes] = Counter()
         self._hist = np.zeros(0, np.int64)
 
@@ -107,13 +101,10 @@ class EntropyCounter:
         self._delta = (self._y_max - self._y_min) / self.levels
         if self._delta > 0:
             # q is monotonic in y even in floating point, so every q lies in
-            # [q(min), q(max)]; that span is M + 1 up to rounding at the ends.
+            # [q(min), q(max)], M + 1 values (up to rounding at the ends).
             q_lo, q_hi = _quantize(np.array([self._y_min, self._y_max]), self._delta)
             self._q0, self._span = int(q_lo), int(q_hi - q_lo) + 1
-            if self._span > self.levels + 2:  # float64 cannot resolve this range
-                raise UserError(f"outputs span [{self._y_min}, {self._y_max}]: too narrow "
-                                "for their magnitude to quantize")
-        self._dtype = np.uint8 if self._span <= 256 else np.uint16
+        self._dtype = np.min_scalar_type(self._span - 1)  # uint8 unless M >= 255
         self._hist = np.zeros(self._n_neurons * self._span, np.int64)
         self._frozen = True
 
@@ -127,7 +118,7 @@ class EntropyCounter:
             raise RuntimeError("pass 2 saw outputs outside pass 1's range: "
                                "both passes must see the same data")
         idx = self._indices(rows)
-        # One state = the N indices packed into N bytes (2N if M >= 256); the
+        # One state = the N indices packed into N bytes (2N if M >= 255); the
         # Counter compares these byte strings exactly, so no state is merged.
         keys = idx.view(np.dtype((np.void, idx.shape[1] * idx.itemsize))).ravel()
         self._states.update(keys.tolist())
@@ -178,8 +169,8 @@ class EntropyCounter:
 
 
 def entropy_of_batches(make_batches: Callable[[], Iterable[Batch]], levels: int = 4) -> EntropyResult:
-    """Entropy of a stream of (n, N) batches; make_batches() is called once per pass
-    and must yield the same data both times."""
+    """Entropy of a stream of (n, N) batches; make_batches() is called once per
+    pass and must yield the same data both times."""
     counter = EntropyCounter(levels)
     for batch in make_batches():
         counter.observe_range(batch)
@@ -223,8 +214,7 @@ def encoder_entropy(encoder: nn.Module, images: torch.Tensor, batch_size: int = 
 def select_level(rows: list[dict], criterion: str = "exact") -> int:
     """The `level` value of the row with the highest entropy under `criterion`.
 
-    rows: dicts with keys level, alpha, exact_bits, bound_bits (saturated is not
-    needed: a saturated row's exact_bits is exactly log2 |D|).
+    rows: dicts with level, alpha, exact_bits, bound_bits (saturated is not read).
     "exact" (default) maximises eq. 6, the entropy the paper selects on (Fig. 3).
     Ties within TIE_BITS, typically several encoders saturated at log2 |D|, go to
     the higher bound_bits: the sum of per-neuron entropies does not saturate at
@@ -237,9 +227,9 @@ def select_level(rows: list[dict], criterion: str = "exact") -> int:
         raise UserError(f"unknown entropy criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
     if not rows:
         raise UserError("no pruning levels to select from")
-    for key in ("level", "alpha", "exact_bits", "bound_bits"):
-        if any(key not in row for row in rows):
-            raise UserError(f"a level's entropy record lacks '{key}'")
+    missing = {"level", "alpha", "exact_bits", "bound_bits"} - set.intersection(*map(set, rows))
+    if missing:
+        raise UserError(f"a level's entropy record lacks {', '.join(sorted(missing))}")
     keys = ("exact_bits", "bound_bits") if criterion == "exact" else ("bound_bits", "exact_bits")
     candidates = rows
     for key in keys:
@@ -249,12 +239,10 @@ def select_level(rows: list[dict], criterion: str = "exact") -> int:
 
 
 def _check_levels(levels: int) -> None:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise UserError(f"quantization levels M must be an integer, got {levels!r}")
-    if levels < 2:
-        raise UserError(f"quantization levels M must be >= 2, got {levels}")
-    if levels > MAX_LEVELS:
-        raise UserError(f"quantization levels M must be <= {MAX_LEVELS}, got {levels}")
+    is_int = isinstance(levels, (int, np.integer)) and not isinstance(levels, bool)
+    if not is_int or not 2 <= levels <= MAX_LEVELS:
+        raise UserError(f"quantization levels M must be >= 2 (and an integer <= {MAX_LEVELS}), "
+                        f"got {levels!r}")
 
 
 def _quantize(y: np.ndarray, delta: float) -> np.ndarray:
