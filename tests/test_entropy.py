@@ -200,11 +200,11 @@ def test_encoder_entropy_matches_features(tiny_encoder, batch_size):
                            dtype=torch.uint8)
     mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), 0.25
 
-    def normalize(x):
-        return (x - mean) / std
+    def normalize(x):  # takes the raw uint8 batch, like entropi_tiny.data.normalize
+        return (x.float() / 255 - mean) / std
     tiny_encoder.eval()
     with torch.no_grad():  # batch 40 is one shot; batch 16 the same cuts as the estimator's
-        x = normalize(images.float() / 255)
+        x = normalize(images)
         features = torch.cat([tiny_encoder(x[i:i + batch_size]) for i in range(0, 40, batch_size)])
     tiny_encoder.train()
     r = encoder_entropy(tiny_encoder, images, batch_size=batch_size, normalize=normalize)
@@ -218,3 +218,10 @@ def test_encoder_rejects_images_it_cannot_take(tiny_encoder):
         encoder_entropy(tiny_encoder, torch.zeros(4, 1, 32, 32))
     with pytest.raises(UserError, match="images must have shape"):
         encoder_entropy(tiny_encoder, torch.zeros(4, 32, 32))
+
+
+def test_encoder_entropy_scales_uint8_by_default(tiny_encoder):
+    images = torch.randint(0, 256, (24, 3, 32, 32), generator=torch.Generator().manual_seed(2),
+                           dtype=torch.uint8)
+    r = encoder_entropy(tiny_encoder, images, batch_size=8)
+    assert r == encoder_entropy(tiny_encoder, images.float() / 255, batch_size=8)

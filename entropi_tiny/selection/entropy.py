@@ -185,8 +185,9 @@ def encoder_entropy(encoder: nn.Module, images: torch.Tensor, batch_size: int = 
                     progress: bool = False) -> EntropyResult:
     """Entropy of encoder(images), with two forward passes in eval mode.
 
-    images: (n, C, H, W), uint8 (scaled to [0, 1] first) or float; normalize, if
-    given, is applied to each float batch. The encoder's mode is restored after.
+    images: (n, C, H, W) as stored. normalize, if given, maps each raw batch
+    (e.g. uint8) to the encoder's float input, on the CPU; without it uint8 is
+    scaled to [0, 1] and float is taken as is. The encoder's mode is restored.
     """
     images = torch.as_tensor(images)
     if images.ndim != 4:
@@ -199,9 +200,12 @@ def encoder_entropy(encoder: nn.Module, images: torch.Tensor, batch_size: int = 
     def features() -> Iterator[torch.Tensor]:
         starts = range(0, len(images), batch_size)
         for start in tqdm(starts, desc=next(passes), disable=not progress, unit="batch"):
-            x = images[start:start + batch_size].to(device)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            yield _forward(encoder, normalize(x) if normalize is not None else x)
+            x = images[start:start + batch_size]
+            if normalize is not None:
+                x = normalize(x)
+            elif x.dtype == torch.uint8:
+                x = x.float() / 255
+            yield _forward(encoder, x.to(device, torch.float32))
 
     was_training = encoder.training
     encoder.eval()
