@@ -218,6 +218,8 @@ def test_encoder_rejects_images_it_cannot_take(tiny_encoder):
         encoder_entropy(tiny_encoder, torch.zeros(4, 1, 32, 32))
     with pytest.raises(UserError, match="images must have shape"):
         encoder_entropy(tiny_encoder, torch.zeros(4, 32, 32))
+    with pytest.raises(UserError, match="empty dataset"):
+        encoder_entropy(tiny_encoder, torch.zeros(0, 3, 32, 32))
 
 
 def test_encoder_entropy_scales_uint8_by_default(tiny_encoder):

@@ -104,7 +104,7 @@ class EntropyCounter:
             # [q(min), q(max)], M + 1 values (up to rounding at the ends).
             q_lo, q_hi = _quantize(np.array([self._y_min, self._y_max]), self._delta)
             self._q0, self._span = int(q_lo), int(q_hi - q_lo) + 1
-        self._dtype = np.min_scalar_type(self._span - 1)  # uint8 unless M >= 255
+        self._dtype = np.min_scalar_type(self._span - 1)  # smallest uint for span - 1
         self._hist = np.zeros(self._n_neurons * self._span, np.int64)
         self._frozen = True
 
@@ -118,7 +118,7 @@ class EntropyCounter:
             raise RuntimeError("pass 2 saw outputs outside pass 1's range: "
                                "both passes must see the same data")
         idx = self._indices(rows)
-        # One state = the N indices packed into N bytes (2N if M >= 255); the
+        # One state = the N indices packed into N bytes (uint8 for M < 255); the
         # Counter compares these byte strings exactly, so no state is merged.
         keys = idx.view(np.dtype((np.void, idx.shape[1] * idx.itemsize))).ravel()
         self._states.update(keys.tolist())
@@ -269,6 +269,8 @@ def _forward(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     try:
         with torch.no_grad():
             return encoder(x)
+    except torch.OutOfMemoryError:
+        raise  # a resource problem, not a bad input
     except RuntimeError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"encoder cannot take images of shape {tuple(x.shape[1:])}: {first}") from e
