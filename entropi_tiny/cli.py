@@ -84,6 +84,83 @@ def prune(cfg: Config, paths: RunPaths, quiet: bool) -> None:
         click.echo(_level_table(rows))
 
 
+@cli.command()
+@shortcut_options(
+    target=("data.target", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
+    levels_m=("select.levels_m", int, "Quantization levels M of eq. 3"),
+    criterion=("select.criterion", str, "exact (eq. 6) or bound (eq. 8)"),
+)
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the entropy table as JSON.")
+def select(cfg: Config, paths: RunPaths, quiet: bool, as_json: bool) -> None:
+    """Entropy of every level's encoder on the target train set; pick the maximum."""
+    from .pipeline import run_select
+
+    table = run_select(cfg, paths, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+    elif not quiet:
+        click.echo(_entropy_table(table))
+
+
+def _entropy_table(table: dict) -> str:
+    lines = [f"{'level':>5} {'alpha':>8} {'H exact':>9} {'bound':>9} {'max':>8} saturated"]
+    for r in table["rows"]:
+        mark = " <- selected" if r["level"] == table["selected_level"] else ""
+        lines.append(f"{r['level']:>5} {r['alpha']:>8.4f} {r['exact_bits']:>9.4f} "
+                     f"{r['bound_bits']:>9.2f} {r['max_bits']:>8.3f} "
+                     f"{'yes' if r['saturated'] else 'no':>9}{mark}")
+    lines.append(f"entropy in bits (log2), M = {table['levels_m']}, criterion: "
+                 f"{table['criterion']}; wrote {table.get('path', 'entropy.json')}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@shortcut_options(target=("data.target", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
+                  epochs=("transfer.epochs", int, "Head training epochs"),
+                  lr=("transfer.lr", float, "Adam learning rate"))
+@common_options
+@click.option("--all-levels", is_flag=True, help="Train a head on every level (Figure 3).")
+def transfer(cfg: Config, paths: RunPaths, quiet: bool, all_levels: bool) -> None:
+    """Train the linear head on the frozen selected and dense encoders."""
+    from .pipeline import run_transfer
+
+    result = run_transfer(cfg, paths, all_levels=all_levels, quiet=quiet)
+    if not quiet:
+        for r in result["rows"]:
+            tag = {result["selected_level"]: " (selected)", result["dense_level"]: " (dense)"}
+            click.echo(f"level {r['level']:>2} alpha {r['alpha']:.4f}: top-1 "
+                       f"{r['test_acc_mean']:.2f} +- {r['test_acc_std']:.2f}{tag.get(r['level'], '')}")
+
+
+@cli.command()
+@common_options
+def report(cfg: Config, paths: RunPaths, quiet: bool) -> None:
+    """Table 1, Figure 3 (PNG), report.json and report.md from the run folder."""
+    from .report import markdown, write_report
+
+    summary = write_report(paths)
+    if not quiet:
+        click.echo(markdown(summary))
+        click.echo(f"wrote {paths.report_md}, {paths.report_json}, {paths.figure3_png}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+@click.option("--batch", default=16, show_default=True, type=click.IntRange(1),
+              help="Batch size of the profiled training step.")
+@click.option("--classes", default=5, show_default=True, type=click.IntRange(2),
+              help="Target classes (the paper's VLCS has 5).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Also profile this run's pruned levels (non-zero MACs).")
+def profile(as_json: bool, batch: int, classes: int, run_dir: str | None) -> None:
+    """Paper Table 2: FLOPs and memory of one backprop step, frozen head vs full."""
+    from .profiling import profile_rows, table2_text
+
+    rows = profile_rows(batch, classes, RunPaths(Path(run_dir)) if run_dir else None)
+    click.echo(json.dumps(rows, indent=2) if as_json else table2_text(rows))
+
+
 def _level_table(rows: list[dict]) -> str:
     lines = [f"{'level':>5} {'alpha':>8} {'actual':>8} {'train%':>7} {'test%':>7}"]
     for r in rows:

@@ -122,9 +122,8 @@ def profile_step(model: nn.Module, mode: str, batch: int = 16, image_size: int =
 
     counter = FlopCounterMode(display=False)
     with counter:
-        step()
+        activations = _saved_activation_bytes(step)
     flops = int(counter.get_total_flops())
-    activations = _saved_activation_bytes(step)
     ratio = _nonzero_macs_ratio(model, x) if mode == "full" else 1.0
     states = {"sgd": 1, "adam": 2}[optimizer]
     train_bytes = sum(p.numel() * p.element_size() for p in trainable)
@@ -134,3 +133,80 @@ def profile_step(model: nn.Module, mode: str, batch: int = 16, image_size: int =
         weights_bytes=sum(p.numel() * p.element_size() for p in net.parameters()),
         gradient_bytes=train_bytes, optimizer_bytes=states * train_bytes,
         activation_bytes=activations)
+
+
+# Paper Table 2 (VLCS, 5 classes): (MFLOPs, MB) per model and mode. The paper's
+# "MobileNet-v3" is the large variant: only its 1280-wide head gives 0.41 MFLOPs.
+PAPER_TABLE2 = {("resnet18", "frozen"): (0.16, 0.03), ("resnet18", "full"): (30.03, 131.49),
+                ("mobilenet_v3_large", "frozen"): (0.41, 0.08),
+                ("mobilenet_v3_large", "full"): (229.05, 48.23)}
+
+
+def table2_row(model_name: str, model: nn.Module, mode: str, batch: int) -> dict:
+    """One row: `memory_mb` is weights + gradients + SGD momentum of the trained
+    parameters (the count that reproduces the paper's frozen rows); saved
+    activations are reported beside it, and in `total_memory_mb`."""
+    p = profile_step(model, mode, batch=batch)
+    params_mb = p.gradient_bytes / 1e6          # one float32 weight per gradient
+    memory = params_mb + (p.gradient_bytes + p.optimizer_bytes) / 1e6
+    paper = PAPER_TABLE2.get((model_name, mode), (None, None))
+    return {"model": model_name, "mode": mode, "batch": batch,
+            "mflops": p.flops / 1e6, "nonzero_mflops": p.nonzero_flops / 1e6,
+            "memory_mb": memory, "activation_mb": p.activation_bytes / 1e6,
+            "total_memory_mb": memory + p.activation_bytes / 1e6,
+            "weights_mb": params_mb, "gradients_mb": p.gradient_bytes / 1e6,
+            "optimizer_mb": p.optimizer_bytes / 1e6,
+            "paper_mflops": paper[0], "paper_memory_mb": paper[1]}
+
+
+METHODOLOGY = (
+    "One training step (forward + backward) at batch {batch}, 32x32 inputs, float32. "
+    "FLOPs: torch.utils.flop_counter (1 multiply-add = 2 FLOPs); frozen = the head only, on "
+    "cached encoder features. memory_mb = weights + gradients + SGD-momentum state of the "
+    "trained parameters (MB = 1e6 B); activation_mb = tensors saved for backward; "
+    "nonzero_mflops counts only multiply-adds whose weight is non-zero. "
+    "This reproduces the paper's frozen rows exactly; its full rows are not reproducible "
+    "(see README, 'Table 2').")
+
+
+def profile_rows(batch: int, classes: int, run_paths=None) -> list[dict]:
+    """Table 2 rows for the three dense models at width 1, and for a run's pruned
+    levels (the selected one and the dense one) when a run folder is given."""
+    from . import atomic
+    from .models import build_model
+    from .pruning.checkpoint import load_level
+
+    rows = []
+    for name in ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large"):
+        torch.manual_seed(0)
+        model = build_model(name, classes, 1.0)
+        rows += [table2_row(name, model, mode, batch) for mode in ("frozen", "full")]
+    if run_paths is not None:
+        levels = run_paths.existing_levels()
+        if not levels:
+            from .errors import UserError
+            raise UserError(f"run folder {run_paths.root} has no level checkpoints")
+        chosen = None
+        if run_paths.entropy_json.is_file():
+            chosen = atomic.read_json(run_paths.entropy_json).get("selected_level")
+        for level in sorted({levels[0], chosen if chosen is not None else levels[-1]}):
+            model, _, meta = load_level(run_paths.level_checkpoint(level))
+            name = f"{meta['arch']}@w{meta['width']:g}/level{level}(alpha={meta['alpha_actual']:.4f})"
+            rows += [table2_row(name, model, mode, batch) for mode in ("frozen", "full")]
+        atomic.write_json(run_paths.profile_json, {"methodology": METHODOLOGY.format(batch=batch),
+                                                   "rows": rows})
+    return rows
+
+
+def table2_text(rows: list[dict]) -> str:
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else format("-", f">{fmt.split('.')[0]}")
+    lines = [f"{'model':<44} {'mode':<6} {'MFLOPs':>11} {'nz MFLOPs':>11} {'paper':>8} "
+             f"{'mem MB':>9} {'paper':>7} {'act MB':>9}"]
+    for r in rows:
+        lines.append(f"{r['model']:<44} {r['mode']:<6} {r['mflops']:>11.2f} "
+                     f"{r['nonzero_mflops']:>11.2f} {num(r['paper_mflops'], '8.2f')} "
+                     f"{r['memory_mb']:>9.3f} {num(r['paper_memory_mb'], '7.2f')} "
+                     f"{r['activation_mb']:>9.3f}")
+    lines.append(METHODOLOGY.format(batch=rows[0]["batch"] if rows else 16))
+    return "\n".join(lines)
