@@ -73,7 +73,8 @@ def markdown(summary: dict) -> str:
 
 
 def plot(summary: dict, path) -> None:
-    """Figure 3: entropy (left axis) and target top-1 (right axis) against alpha."""
+    """Figure 3 in two panels sharing the alpha axis: the exact entropy with its
+    log2|D| ceiling; the per-neuron bound with the target top-1 on a twin axis."""
     import io
 
     import matplotlib
@@ -81,32 +82,38 @@ def plot(summary: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in summary["levels"] if "exact_bits" in r]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
     alphas = [r["alpha"] for r in rows]
-    ax.plot(alphas, [r["exact_bits"] for r in rows], "o-", color="tab:blue", label="H exact (eq. 6)")
-    ax.plot(alphas, [r["bound_bits"] for r in rows], "s--", color="tab:cyan",
-            label="per-neuron bound (eq. 8)")
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.set_xlabel("alpha (fraction of non-zero parameters)")
-    ax.set_ylabel("entropy on target train (bits)")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(alphas, [r["exact_bits"] for r in rows], "o-", color="tab:blue", label="H exact (eq. 6)")
+    top.plot(alphas, [r["max_bits"] for r in rows], ":", color="gray", label="ceiling log2|D|")
+    top.set_ylabel("H exact (bits)")
+    bottom.plot(alphas, [r["bound_bits"] for r in rows], "s--", color="tab:cyan",
+                label="per-neuron bound (eq. 8)")
+    bottom.set_ylabel("bound (bits)")
+    bottom.set_xscale("log")
+    bottom.invert_xaxis()
+    bottom.set_xlabel("alpha (fraction of non-zero parameters)")
     chosen = summary["table1"]["pruned"]["alpha"]
-    ax.axvline(chosen, color="gray", linestyle=":", label=f"selected alpha={chosen:.4f}")
+    for ax in (top, bottom):
+        ax.axvline(chosen, color="tab:green", linestyle="--", linewidth=1,
+                   label=f"selected alpha = {chosen:.4f}")
+        ax.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="lower left")
+    handles, labels = bottom.get_legend_handles_labels()
     acc = [r for r in summary["levels"] if "target_acc_mean" in r]
-    handles, labels = ax.get_legend_handles_labels()
     if acc:
-        ax2 = ax.twinx()
-        ax2.errorbar([r["alpha"] for r in acc], [r["target_acc_mean"] for r in acc],
-                     yerr=[r["target_acc_std"] for r in acc], fmt="^-", color="tab:red",
-                     label="target top-1 (%)")
-        ax2.set_ylabel("target top-1 (%)")
-        h2, l2 = ax2.get_legend_handles_labels()
+        twin = bottom.twinx()
+        twin.errorbar([r["alpha"] for r in acc], [r["target_acc_mean"] for r in acc],
+                      yerr=[r["target_acc_std"] for r in acc], fmt="^-", color="tab:red",
+                      capsize=3, label="target top-1 (%)")
+        twin.set_ylabel("target top-1 (%)")
+        h2, l2 = twin.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, fontsize=8, loc="best")
-    ax.set_title(f"Entropy and transfer accuracy vs alpha ({summary['target']})")
+    bottom.legend(handles, labels, fontsize=8, loc="lower left")
+    top.set_title(f"Entropy and transfer accuracy vs alpha (target: {summary['target']})")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic.write_bytes(path, buf.getvalue())
 
