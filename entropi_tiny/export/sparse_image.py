@@ -91,11 +91,20 @@ def _requant(model: TfliteModel, ops) -> tuple[float, float, int, int] | None:
     """Input/output scale and zero point shared by every op using the weights, if any."""
     found = set()
     for op in ops:
+        if op.inputs[0] < 0 or not op.outputs or op.outputs[0] < 0:
+            return None
         qi, qo = model.tensors[op.inputs[0]].quantization, model.tensors[op.outputs[0]].quantization
         if qi is None or qo is None or qi.scale.size != 1 or qo.scale.size != 1:
             return None
         found.add((float(qi.scale[0]), float(qo.scale[0]), int(qi.zero_point[0]), int(qo.zero_point[0])))
-    return found.pop() if len(found) == 1 else None
+    if len(found) != 1:
+        return None
+    in_scale, out_scale, in_zp, out_zp = found.pop()
+    if not (np.isfinite([in_scale, out_scale]).all() and in_scale > 0 and out_scale > 0
+            and -128 <= in_zp <= 127 and -128 <= out_zp <= 127):
+        raise UserError(f"op {ops[0].index} ({ops[0].opcode}): activation scale or zero point "
+                        "is not that of an int8 tensor")
+    return in_scale, out_scale, in_zp, out_zp
 
 
 # -- writer ----------------------------------------------------------------------
@@ -139,6 +148,8 @@ def _params(spec: WeightSpec, channels: int, where: str) -> tuple[int, dict]:
 
     flags = PER_TENSOR_SCALE if np.asarray(spec.scales).size == 1 else 0
     scales = per_channel(spec.scales, "<f4", "scales")
+    if not np.all(np.isfinite(scales) & (scales > 0)):
+        raise UserError(f"{where}: scales must be finite and positive")
     zps = per_channel(spec.zero_points, np.int64, "zero points")
     if np.any(np.abs(zps) > 127):
         raise UserError(f"{where}: zero point outside the int8 range")
