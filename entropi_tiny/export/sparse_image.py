@@ -109,12 +109,21 @@ def _requant(model: TfliteModel, ops) -> tuple[float, float, int, int] | None:
 
 # -- writer ----------------------------------------------------------------------
 
-def encode_model(tflite_bytes: bytes, allowed=ALL_ENCODINGS, label: str = ".tflite model"):
-    """(image bytes, report) for every weight tensor of the model."""
+def encode_model(tflite_bytes: bytes, allowed=ALL_ENCODINGS, label: str = ".tflite model",
+                 requant: bool = True):
+    """(image bytes, report) for every weight tensor of the model.
+
+    requant=False leaves out the precomputed multipliers and shifts (5 bytes
+    per channel); the C runtime then derives them from the stored scales as
+    TFLM's Prepare does.
+    """
     model = read_tflite(tflite_bytes, label)
     specs = specs_from_tflite(model)
     if not specs:
         raise UserError(f"{label} has no constant CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED weights")
+    if not requant:
+        for spec in specs:
+            spec.requant = None
     return encode_tensors(specs, allowed)
 
 
