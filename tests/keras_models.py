@@ -8,6 +8,7 @@ imported inside the function, after torch/torchvision (see DESIGN.md 3).
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -26,6 +27,7 @@ def prune_by_magnitude(w: np.ndarray, keep: float) -> np.ndarray:
     return np.where(np.abs(w) >= threshold, w, 0).astype(w.dtype)
 
 
+@functools.lru_cache(maxsize=None)  # built once per test session
 def pruned_cnn_tflite(seed: int = 0) -> bytes:
     import torch  # noqa: F401  (import order, see module docstring)
     import torchvision  # noqa: F401
