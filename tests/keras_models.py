@@ -2,6 +2,7 @@
 
 Usage:
     data = pruned_cnn_tflite()      # bytes of a full-int8 model, pruned per layer
+    data = pruned_cnn_tflite(tflite_sparsity=True)   # the same with TFLite's own sparse encoding
 
 Independent of the project's ONNX->TFLite converter on purpose. TensorFlow is
 imported inside the function, after torch/torchvision (see DESIGN.md 3).
@@ -28,7 +29,7 @@ def prune_by_magnitude(w: np.ndarray, keep: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)  # built once per test session
-def pruned_cnn_tflite(seed: int = 0) -> bytes:
+def pruned_cnn_tflite(seed: int = 0, tflite_sparsity: bool = False) -> bytes:
     import torch  # noqa: F401  (import order, see module docstring)
     import torchvision  # noqa: F401
 
@@ -61,6 +62,8 @@ def pruned_cnn_tflite(seed: int = 0) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if tflite_sparsity:
+        conv.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = conv.inference_output_type = tf.int8

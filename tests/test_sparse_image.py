@@ -175,9 +175,16 @@ def test_corrupt_image_never_crashes(small_image):
     assert errors > 100
 
 
+def test_tflite_sparse_model_is_refused():
+    with pytest.raises(UserError, match="DENSIFY"):
+        encode_model(pruned_cnn_tflite(tflite_sparsity=True))
+
+
 def test_corrupt_tflite_never_crashes(model_bytes):
     with pytest.raises(UserError, match="TFL3"):
         read_tflite(b"\x00" * 64)
+    with pytest.raises(UserError, match="root table offset points past the end"):
+        read_tflite(struct.pack("<I", len(model_bytes) + 100) + model_bytes[4:])
     for cut in (0, 7, 100, len(model_bytes) // 2, len(model_bytes) - 1):
         with pytest.raises(UserError):
             encode_model(model_bytes[:cut])

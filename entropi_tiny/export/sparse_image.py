@@ -52,6 +52,9 @@ class WeightSpec:
 
 def specs_from_tflite(model: TfliteModel) -> list[WeightSpec]:
     """A WeightSpec for the constant int8 weights of every CONV/DW/FC op, in op order."""
+    if any(op.opcode == "DENSIFY" for op in model.operators) or any(t.sparse for t in model.tensors):
+        raise UserError("the model uses TFLite's own sparse encoding (DENSIFY ops, which TFLM cannot run): "
+                        "give the dense full-int8 model, the image does the compression")
     uses: dict[int, list] = {}
     for op in model.operators:
         if op.opcode in OP_CODES and len(op.inputs) >= 2 and op.inputs[1] >= 0:
