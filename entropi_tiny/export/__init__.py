@@ -1,0 +1,1 @@
+"""Export: from trained PyTorch encoders to the files the firmware reads."""

@@ -1,0 +1,86 @@
+/* Reader of the sparse weight image (docs/sparse_image.md), C11, no allocation.
+ *
+ * Usage:
+ *     et_image_t img;
+ *     if (et_image_open(&img, data, size) != ET_OK) fail();
+ *     et_tensor_t t;
+ *     et_image_tensor(&img, i, &t);               // i < img.tensor_count
+ *     for (uint32_t o = 0; o < t.channels; o++) {
+ *         et_nz_iter_t it;
+ *         et_nz_begin(&it, &t, o);
+ *         uint32_t pos; int8_t w;
+ *         while (et_nz_next(&it, &pos, &w) == 1) acc += w * x[pos];
+ *     }
+ *
+ * et_image_open checks the header, the CRC-32 and that every entry's
+ * sections lie inside the image; the iterators check every read against the
+ * channel's bounds and return -1 on a malformed stream, so a corrupt image
+ * can never make them read outside it.
+ */
+#ifndef ET_SPARSE_IMAGE_H
+#define ET_SPARSE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ET_IMAGE_VERSION 1u
+
+typedef enum {
+    ET_OK = 0,
+    ET_ERR_SIZE,      /* shorter than its header or total_size */
+    ET_ERR_MAGIC,
+    ET_ERR_VERSION,
+    ET_ERR_FORMAT,    /* byte order, sizes or reserved fields */
+    ET_ERR_CRC,
+    ET_ERR_ENTRY,     /* a directory entry is inconsistent or points outside the image */
+} et_status_t;
+
+enum { ET_ZERO = 0, ET_DENSE = 1, ET_BITMASK = 2, ET_DELTA8 = 3, ET_DELTA4 = 4 };
+enum { ET_HAS_BIAS = 1, ET_HAS_ZERO_POINTS = 2, ET_HAS_REQUANT = 4, ET_PER_TENSOR_SCALE = 8 };
+
+typedef struct {
+    const uint8_t *data;
+    uint32_t size;
+    uint32_t tensor_count;
+} et_image_t;
+
+typedef struct {
+    uint32_t tensor_index, bias_index;
+    uint8_t encoding, op, rank, channel_axis, delta_t, index_width;
+    uint16_t flags;
+    int32_t shape[4];
+    uint32_t channels, channel_len, nnz;
+    const uint8_t *index;      /* first offset table (u16 or u32 entries), or NULL */
+    const uint8_t *index2;     /* second offset table (DELTA4), or NULL */
+    const uint8_t *positions;  /* bitmap / token stream / nibble streams, or NULL */
+    uint32_t positions_size;
+    const int8_t *values;      /* DENSE, BITMASK, DELTA4 values, or NULL */
+    const uint8_t *bias;       /* int32 little-endian [channels], or NULL */
+    const uint8_t *scale;      /* float32 [channels] */
+    const uint8_t *zero_point; /* int32 [channels], or NULL (all zero) */
+    const uint8_t *multiplier; /* int32 [channels], or NULL */
+    const int8_t *shift;       /* int8 [channels], or NULL */
+    float input_scale, output_scale;
+    int32_t input_zero_point, output_zero_point;
+} et_tensor_t;
+
+/* Iterator over the non-zeros of one output channel, in position order. */
+typedef struct {
+    const et_tensor_t *t;
+    uint32_t pos;              /* next position to consider */
+    uint32_t r, end;           /* read cursor and end in the channel's stream */
+    uint32_t v, v_end;         /* value cursor and end */
+    uint32_t row;              /* byte offset of the channel's bitmap row or dense row */
+    int bad;                   /* the offset tables were inconsistent */
+} et_nz_iter_t;
+
+uint32_t et_crc32(const uint8_t *p, size_t n);
+et_status_t et_image_open(et_image_t *img, const uint8_t *data, size_t size);
+et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t);
+uint32_t et_index_entry(const uint8_t *table, uint8_t width, uint32_t i);
+int32_t et_read_i32(const uint8_t *p);
+void et_nz_begin(et_nz_iter_t *it, const et_tensor_t *t, uint32_t channel);
+/* 1: pos and value hold the next non-zero; 0: channel done; -1: malformed data. */
+int et_nz_next(et_nz_iter_t *it, uint32_t *pos, int8_t *value);
+
+#endif /* ET_SPARSE_IMAGE_H */

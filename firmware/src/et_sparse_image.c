@@ -1,0 +1,194 @@
+/* Reader of the sparse weight image: header and CRC check, entry parsing,
+ * per-channel iteration of non-zeros for each encoding. See
+ * docs/sparse_image.md for the format and et_sparse_image.h for usage.
+ *
+ * Every multi-byte field is read byte by byte (little-endian), so the code
+ * is endian- and alignment-independent; on the Cortex-M7 the compiler turns
+ * these loads into single LDR instructions.
+ */
+#include "et_sparse_image.h"
+
+#include <string.h>
+
+#define ET_HEADER_SIZE 32u
+#define ET_ENTRY_SIZE 104u
+#define ET_MAX_ELEMENTS (1u << 28)
+
+static uint32_t rd_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t rd_u32(const uint8_t *p) { return rd_u16(p) | rd_u16(p + 2) << 16; }
+int32_t et_read_i32(const uint8_t *p) { uint32_t u = rd_u32(p); int32_t s; memcpy(&s, &u, 4); return s; }
+static float rd_f32(const uint8_t *p) { uint32_t u = rd_u32(p); float f; memcpy(&f, &u, 4); return f; }
+
+uint32_t et_crc32(const uint8_t *p, size_t n) {
+    /* CRC-32/ISO-HDLC, bit by bit: reflected polynomial 0xEDB88320. */
+    uint32_t crc = 0xFFFFFFFFu;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+uint32_t et_index_entry(const uint8_t *table, uint8_t width, uint32_t i) {
+    return width == 2 ? rd_u16(table + 2u * i) : rd_u32(table + 4u * i);
+}
+
+et_status_t et_image_open(et_image_t *img, const uint8_t *data, size_t size) {
+    if (size < ET_HEADER_SIZE) return ET_ERR_SIZE;
+    if (memcmp(data, "ETSW", 4) != 0) return ET_ERR_MAGIC;
+    if (rd_u16(data + 4) != ET_IMAGE_VERSION) return ET_ERR_VERSION;
+    if (rd_u16(data + 6) != ET_HEADER_SIZE || rd_u16(data + 8) != 0x0102u ||
+        rd_u16(data + 10) != ET_ENTRY_SIZE || rd_u32(data + 12) != 0 || rd_u32(data + 28) != 0)
+        return ET_ERR_FORMAT;
+    uint32_t total = rd_u32(data + 20), count = rd_u32(data + 16);
+    if (total != size) return ET_ERR_SIZE;
+    if (et_crc32(data + ET_HEADER_SIZE, size - ET_HEADER_SIZE) != rd_u32(data + 24)) return ET_ERR_CRC;
+    if ((uint64_t)ET_HEADER_SIZE + (uint64_t)ET_ENTRY_SIZE * count > size) return ET_ERR_ENTRY;
+    img->data = data;
+    img->size = total;
+    img->tensor_count = count;
+    for (uint32_t i = 0; i < count; i++) {
+        et_tensor_t t;
+        et_status_t s = et_image_tensor(img, i, &t);
+        if (s != ET_OK) return s;
+    }
+    return ET_OK;
+}
+
+/* The section at offset `off` of `size` bytes, or NULL if it does not fit. */
+static const uint8_t *section(const et_image_t *img, uint32_t off, uint64_t size, int *ok) {
+    if (off == 0) { *ok = *ok && size == 0; return NULL; }
+    if (off % 4 != 0 || off < ET_HEADER_SIZE || (uint64_t)off + size > img->size) { *ok = 0; return NULL; }
+    return img->data + off;
+}
+
+et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
+    if (i >= img->tensor_count) return ET_ERR_ENTRY;
+    const uint8_t *e = img->data + ET_HEADER_SIZE + ET_ENTRY_SIZE * i;
+    memset(t, 0, sizeof *t);
+    t->tensor_index = rd_u32(e);
+    t->bias_index = rd_u32(e + 4);
+    t->encoding = e[8]; t->op = e[9]; t->rank = e[10]; t->channel_axis = e[11];
+    t->delta_t = e[12]; t->index_width = e[13]; t->flags = (uint16_t)rd_u16(e + 14);
+    for (int d = 0; d < 4; d++) t->shape[d] = et_read_i32(e + 16 + 4 * d);
+    t->channels = rd_u32(e + 32); t->channel_len = rd_u32(e + 36); t->nnz = rd_u32(e + 40);
+    uint64_t c = t->channels, k = t->channel_len, n = c * k, w = t->index_width;
+    if (t->encoding > ET_DELTA4 || t->rank < 1 || t->rank > 4 || t->channel_axis >= t->rank ||
+        n > ET_MAX_ELEMENTS || t->nnz > n || (t->encoding == ET_ZERO && t->nnz) ||
+        (t->encoding == ET_DELTA8 && t->delta_t == 0))
+        return ET_ERR_ENTRY;
+    int has_table = t->encoding >= ET_BITMASK;
+    if (has_table ? (w != 2 && w != 4) : w != 0) return ET_ERR_ENTRY;
+    t->positions_size = rd_u32(e + 56);
+    uint64_t values = t->encoding == ET_DENSE ? n : (t->encoding == ET_BITMASK || t->encoding == ET_DELTA4) ? t->nnz : 0;
+    int ok = 1;
+    t->index = section(img, rd_u32(e + 44), has_table ? (c + 1) * w : 0, &ok);
+    t->index2 = section(img, rd_u32(e + 48), t->encoding == ET_DELTA4 ? (c + 1) * w : 0, &ok);
+    t->positions = section(img, rd_u32(e + 52), t->positions_size, &ok);
+    t->values = (const int8_t *)section(img, rd_u32(e + 60), values, &ok);
+    t->bias = section(img, rd_u32(e + 64), t->flags & ET_HAS_BIAS ? 4 * c : 0, &ok);
+    t->scale = section(img, rd_u32(e + 68), 4 * c, &ok);
+    t->zero_point = section(img, rd_u32(e + 72), t->flags & ET_HAS_ZERO_POINTS ? 4 * c : 0, &ok);
+    t->multiplier = section(img, rd_u32(e + 76), t->flags & ET_HAS_REQUANT ? 4 * c : 0, &ok);
+    t->shift = (const int8_t *)section(img, rd_u32(e + 80), t->flags & ET_HAS_REQUANT ? c : 0, &ok);
+    /* Present sections must be present: a NULL pointer with a non-zero size fails above. */
+    if (!ok || (has_table && !t->index) || (values && !t->values) || !t->scale) return ET_ERR_ENTRY;
+    if (t->encoding == ET_BITMASK && t->positions_size != c * ((k + 7) / 8)) return ET_ERR_ENTRY;
+    if (has_table && (et_index_entry(t->index, t->index_width, (uint32_t)c) !=
+                      (t->encoding == ET_DELTA8 ? t->positions_size : t->nnz)))
+        return ET_ERR_ENTRY;
+    if (t->encoding == ET_DELTA4 && et_index_entry(t->index2, t->index_width, (uint32_t)c) != t->positions_size)
+        return ET_ERR_ENTRY;
+    t->input_scale = rd_f32(e + 84); t->output_scale = rd_f32(e + 88);
+    t->input_zero_point = et_read_i32(e + 92); t->output_zero_point = et_read_i32(e + 96);
+    return ET_OK;
+}
+
+void et_nz_begin(et_nz_iter_t *it, const et_tensor_t *t, uint32_t o) {
+    memset(it, 0, sizeof *it);
+    it->t = t;
+    if (o >= t->channels) { it->bad = 1; return; }
+    uint8_t w = t->index_width;
+    if (t->encoding == ET_DENSE) {
+        it->row = o * t->channel_len;
+    } else if (t->encoding == ET_BITMASK || t->encoding == ET_DELTA4) {
+        it->v = et_index_entry(t->index, w, o);
+        it->v_end = et_index_entry(t->index, w, o + 1);
+        it->row = o * ((t->channel_len + 7) / 8);
+        if (t->encoding == ET_DELTA4) {   /* r, end count nibbles */
+            it->r = 2 * et_index_entry(t->index2, w, o);
+            it->end = 2 * et_index_entry(t->index2, w, o + 1);
+        }
+    } else if (t->encoding == ET_DELTA8) {
+        it->r = et_index_entry(t->index, w, o);
+        it->end = et_index_entry(t->index, w, o + 1);
+    }
+    if (it->v > it->v_end || it->v_end > t->nnz || it->r > it->end || it->end > 2 * t->positions_size)
+        it->bad = 1;
+    if (t->encoding == ET_DELTA8 && it->end > t->positions_size) it->bad = 1;
+}
+
+static int next_dense(et_nz_iter_t *it, uint32_t *pos, int8_t *value) {
+    const et_tensor_t *t = it->t;
+    for (; it->pos < t->channel_len; it->pos++) {
+        int8_t x = t->values[it->row + it->pos];
+        if (x != 0) { *pos = it->pos++; *value = x; return 1; }
+    }
+    return 0;
+}
+
+static int next_bitmask(et_nz_iter_t *it, uint32_t *pos, int8_t *value) {
+    const et_tensor_t *t = it->t;
+    for (; it->pos < t->channel_len; it->pos++) {
+        if (t->positions[it->row + (it->pos >> 3)] >> (it->pos & 7) & 1u) {
+            if (it->v >= it->v_end) return -1;
+            *pos = it->pos++; *value = t->values[it->v++];
+            return 1;
+        }
+    }
+    return it->v == it->v_end ? 0 : -1;
+}
+
+static int next_delta8(et_nz_iter_t *it, uint32_t *pos, int8_t *value) {
+    const uint8_t *s = it->t->positions;
+    if (it->r >= it->end) return 0;
+    uint32_t b = s[it->r], T = it->t->delta_t, n = b < T ? 1u : b < 255u ? 2u : 3u, gap;
+    if (it->r + n >= it->end) return -1;       /* the code and its value must fit */
+    if (n == 1) gap = b;
+    else if (n == 2) gap = T + ((b - T) << 8 | s[it->r + 1]);
+    else gap = s[it->r + 1] | (uint32_t)s[it->r + 2] << 8;
+    it->r += n;
+    it->pos += gap;
+    if (it->pos >= it->t->channel_len) return -1;
+    *pos = it->pos++;
+    *value = (int8_t)s[it->r++];
+    return 1;
+}
+
+static int next_delta4(et_nz_iter_t *it, uint32_t *pos, int8_t *value) {
+    const et_tensor_t *t = it->t;
+    if (it->v == it->v_end) return 0;
+    for (;;) {
+        if (it->r >= it->end) return -1;
+        uint32_t nib = t->positions[it->r >> 1] >> (4 * (it->r & 1)) & 15u;
+        it->r++;
+        it->pos += nib;
+        if (it->pos >= t->channel_len) return -1;
+        if (nib != 15) break;
+    }
+    *pos = it->pos++;
+    *value = t->values[it->v++];
+    return 1;
+}
+
+int et_nz_next(et_nz_iter_t *it, uint32_t *pos, int8_t *value) {
+    if (it->bad) return -1;
+    switch (it->t->encoding) {
+    case ET_ZERO: return 0;
+    case ET_DENSE: return next_dense(it, pos, value);
+    case ET_BITMASK: return next_bitmask(it, pos, value);
+    case ET_DELTA8: return next_delta8(it, pos, value);
+    case ET_DELTA4: return next_delta4(it, pos, value);
+    default: return -1;
+    }
+}

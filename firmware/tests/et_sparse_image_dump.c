@@ -1,0 +1,68 @@
+/* Host test driver for et_sparse_image.c: decodes an image through the
+ * per-channel iterators and writes what it found, for pytest to compare
+ * with the Python reader.
+ *
+ * Usage: et_sparse_image_dump IMAGE OUT
+ *   exit 0: OUT holds, per tensor: u32 tensor_index, u32 C, u32 K, u32 flags,
+ *           int8 [C*K] channel-major weights, then i32 bias [C] if HAS_BIAS,
+ *           i32 multiplier [C] and i8 shift [C] if HAS_REQUANT
+ *   exit 10 + status: et_image_open refused the image
+ *   exit 3: an iterator reported malformed data; 2: usage or I/O error
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "et_sparse_image.h"
+
+static int put_u32(FILE *f, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return fwrite(b, 1, 4, f) == 4;
+}
+
+static int dump_tensor(FILE *out, const et_tensor_t *t) {
+    size_t n = (size_t)t->channels * t->channel_len;
+    int8_t *w = calloc(n ? n : 1, 1);
+    if (!w) return 2;
+    for (uint32_t o = 0; o < t->channels; o++) {
+        et_nz_iter_t it;
+        uint32_t pos;
+        int8_t v;
+        int r;
+        et_nz_begin(&it, t, o);
+        while ((r = et_nz_next(&it, &pos, &v)) == 1) w[(size_t)o * t->channel_len + pos] = v;
+        if (r < 0) { free(w); return 3; }
+    }
+    int ok = put_u32(out, t->tensor_index) && put_u32(out, t->channels) &&
+             put_u32(out, t->channel_len) && put_u32(out, t->flags) && fwrite(w, 1, n, out) == n;
+    free(w);
+    if (t->bias) ok = ok && fwrite(t->bias, 4, t->channels, out) == t->channels;
+    if (t->multiplier) ok = ok && fwrite(t->multiplier, 4, t->channels, out) == t->channels &&
+                            fwrite(t->shift, 1, t->channels, out) == t->channels;
+    return ok ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: %s IMAGE OUT\n", argv[0]); return 2; }
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) return 2;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
+    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) return 2;
+    fclose(f);
+    et_image_t img;
+    et_status_t s = et_image_open(&img, data, (size_t)size);
+    if (s != ET_OK) { fprintf(stderr, "et_image_open: status %d\n", (int)s); free(data); return 10 + (int)s; }
+    FILE *out = fopen(argv[2], "wb");
+    if (!out) return 2;
+    int rc = 0;
+    for (uint32_t i = 0; i < img.tensor_count && rc == 0; i++) {
+        et_tensor_t t;
+        rc = et_image_tensor(&img, i, &t) == ET_OK ? dump_tensor(out, &t) : 3;
+    }
+    fclose(out);
+    free(data);
+    return rc;
+}
