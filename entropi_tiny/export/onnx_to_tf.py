@@ -7,9 +7,9 @@ Usage:
 Each ONNX node becomes the plain tf op that the TFLite converter turns into
 one TFLM builtin: Conv -> tf.nn.conv2d / depthwise_conv2d + bias_add (CONV_2D,
 DEPTHWISE_CONV_2D, with Relu/Relu6 fused), Add/Mul -> ADD/MUL, ReduceMean over
-H and W -> MEAN, Reshape/Flatten of a 1x1 map -> RESHAPE, Gemm -> FULLY_CONNECTED,
+H and W -> MEAN, Gemm/MatMul -> 1x1 CONV_2D on the pooled (1, 1, 1, C) vector,
 HardSwish -> HARD_SWISH, HardSigmoid(1/6, 1/2) -> relu6(x + 3) * 1/6 (ADD with
-a fused RELU6, then MUL). Weights become tf constants.
+a fused RELU6, then MUL). Weights become tf constants. The output is reshaped to (1, D) (RESHAPE).
 
 Layout: ONNX is NCHW, TFLite is NHWC. Every 4-D activation is kept in NHWC,
 so conv kernels are transposed (OIHW -> HWIO, depthwise -> HW C M), axes of
@@ -44,7 +44,11 @@ SUPPORTED_OPS = ("Conv", "Relu", "Clip", "Add", "Mul", "HardSwish", "HardSigmoid
 
 
 class _Act:
-    """An activation tensor and its layout: 'nhwc' (4-D) or 'flat' (2-D)."""
+    """An activation tensor and its layout.
+
+    'nhwc': a 4-D feature map. 'vec': a flattened feature vector, kept 4-D as
+    (1, 1, 1, C) so dense layers can run as 1x1 convolutions.
+    """
 
     def __init__(self, t, layout: str):
         self.t, self.layout = t, layout
@@ -71,9 +75,9 @@ def onnx_to_tf(onnx_bytes: bytes, image_size: int = 32):
         for node in graph.node:
             _translate(tf, node, env, consts)
         out = env[out_name]
-        if out.layout == "nhwc":                 # a 4-D output: hand it back as (1, H*W*C)
-            return tf.reshape(out.t, [1, -1])
-        return out.t
+        if out.layout == "nhwc" and out.t.shape[1] * out.t.shape[2] != 1:
+            raise UserError("the encoder output is a spatial map; it must end in a pooled vector")
+        return tf.reshape(out.t, [1, -1])        # (1, 1, 1, D) -> (1, D): one RESHAPE
 
     return fn
 
@@ -152,14 +156,14 @@ def _translate(tf, node, env: dict, consts: dict) -> None:
     elif op in ("GlobalAveragePool", "ReduceMean"):
         x = act(0)
         if x.layout != "nhwc":
-            _fail(node, "mean over a 2-D tensor")
+            _fail(node, "mean over a flattened vector")
         keep = bool(a.get("keepdims", 1)) if op == "ReduceMean" else True
         if op == "ReduceMean":
             axes = a.get("axes") if "axes" in a else const(1)
             axes = sorted(int(v) % 4 for v in np.asarray(axes).ravel()) if axes is not None else None
             if axes != [2, 3]:
                 _fail(node, f"only the mean over H and W is supported, got axes {axes}")
-        put(tf.reduce_mean(x.t, axis=[1, 2], keepdims=keep), "nhwc" if keep else "flat")
+        put(tf.reduce_mean(x.t, axis=[1, 2], keepdims=True), "nhwc" if keep else "vec")
     elif op in ("Flatten", "Reshape"):
         x = act(0)
         if op == "Flatten" and a.get("axis", 1) != 1:
@@ -169,25 +173,27 @@ def _translate(tf, node, env: dict, consts: dict) -> None:
             if len(shape) != 2:
                 _fail(node, f"only reshapes to (N, features), got {shape}")
         if x.layout == "nhwc":
-            h, w, c = x.t.shape[1:]
+            h, w = x.t.shape[1:3]
             if h != 1 or w != 1:
                 _fail(node, f"flattening a {h}x{w} map needs a TRANSPOSE (NCHW order); pool first")
-            put(tf.reshape(x.t, [1, c]), "flat")
-        else:
-            put(x.t, "flat")
+        put(x.t, "vec")
     elif op in ("Gemm", "MatMul"):
+        # A dense layer on a (1, 1, 1, K) vector runs as a 1x1 CONV_2D, not as
+        # FULLY_CONNECTED: TFLM's int8 FC rounds its requantisation twice (gemmlowp)
+        # where LiteRT's reference FC rounds once, so they differ by 1 LSB on
+        # near-ties; CONV_2D agrees bit for bit, and gets per-channel weights.
         x, w = act(0), const(1)
-        if x.layout != "flat" or w is None or w.ndim != 2:
-            _fail(node, "needs a 2-D activation and a constant 2-D weight")
+        if x.layout != "vec" or w is None or w.ndim != 2:
+            _fail(node, "needs a pooled 1x1 feature vector and a constant 2-D weight")
         if a.get("transA", 0):
             _fail(node, "transA=1")
-        w = w.T if a.get("transB", 0) else w
-        w = w * a.get("alpha", 1.0)
-        y = tf.matmul(x.t, tf.constant(w.astype(np.float32)))
+        w = (w.T if a.get("transB", 0) else w) * a.get("alpha", 1.0)      # (K, N)
+        y = tf.nn.conv2d(x.t, tf.constant(w.astype(np.float32)[None, None]), 1, "VALID")
         b = const(2) if op == "Gemm" else None
         if b is not None:
-            y = tf.nn.bias_add(y, tf.constant((b * a.get("beta", 1.0)).astype(np.float32).ravel()))
-        put(y, "flat")
+            b = np.broadcast_to(b * a.get("beta", 1.0), (w.shape[1],))
+            y = tf.nn.bias_add(y, tf.constant(b.astype(np.float32)))
+        put(y, "vec")
     elif op == "Pad":
         x, pads = act(0), const(1)
         mode = a.get("mode", b"constant")
@@ -213,8 +219,8 @@ def _const_like(node, c: np.ndarray, layout: str):
         return tf.constant(c.reshape(()))
     if layout == "nhwc" and c.ndim in (3, 4) and c.shape[-1] == 1 and c.shape[-2] == 1:
         return tf.constant(c.reshape(1, 1, 1, -1))   # (1, C, 1, 1) -> (1, 1, 1, C)
-    if layout == "flat" and c.ndim <= 2:
-        return tf.constant(c.reshape(1, -1))
+    if layout == "vec" and c.ndim <= 2:
+        return tf.constant(c.reshape(1, 1, 1, -1))
     _fail(node, f"constant of shape {c.shape} cannot be broadcast in NHWC")
 
 

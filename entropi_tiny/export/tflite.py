@@ -7,8 +7,7 @@ Usage:
 Post-training quantization with the TFLiteConverter: a representative dataset
 of real target images (normalised float, NCHW turned NHWC, one image per step),
 int8 input and output, TFLITE_BUILTINS_INT8 only, so every op is int8 with
-per-channel int8 weights for CONV_2D / DEPTHWISE_CONV_2D, per-tensor int8
-weights for FULLY_CONNECTED and int32 biases. After conversion the op list is
+per-channel int8 weights (symmetric, zero point 0) and int32 biases. After conversion the op list is
 checked against what TFLM (and our own C runtime) can run; a forbidden op such
 as DENSIFY, RELU_0_TO_1 or a QUANTIZE/DEQUANTIZE float island fails the export.
 """

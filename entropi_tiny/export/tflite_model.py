@@ -122,16 +122,16 @@ def describe_ops(model: schema.ModelT) -> list[dict]:
     out = []
     for op in g.operators:
         name = op_name(model, op)
-        shapes = lambda ids: [list(g.tensors[i].shape) for i in ids if i >= 0]  # noqa: E731
+        shapes = lambda ids: [[int(v) for v in g.tensors[i].shape] for i in ids if i >= 0]  # noqa: E731
         d = {"op": name, "inputs": shapes(op.inputs), "outputs": shapes(op.outputs)}
         o = op.builtinOptions
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            d.update(stride=(o.strideH, o.strideW), padding=PAD_NAMES[o.padding],
+            d.update(stride=(int(o.strideH), int(o.strideW)), padding=PAD_NAMES[o.padding],
                      activation=ACT_NAMES[o.fusedActivationFunction],
-                     dilation=(o.dilationHFactor, o.dilationWFactor),
+                     dilation=(int(o.dilationHFactor), int(o.dilationWFactor)),
                      per_channel=len(tensor_quant(model, op.inputs[1])[0]))
             if name == "DEPTHWISE_CONV_2D":
-                d["depth_multiplier"] = o.depthMultiplier
+                d["depth_multiplier"] = int(o.depthMultiplier)
         elif name in ("ADD", "MUL", "FULLY_CONNECTED"):
             d["activation"] = ACT_NAMES[o.fusedActivationFunction] if o is not None else "NONE"
             if name == "FULLY_CONNECTED":
@@ -157,6 +157,6 @@ def io_quant(model: schema.ModelT) -> dict:
     for key, idx in (("input", g.inputs[0]), ("output", g.outputs[0])):
         s, z = tensor_quant(model, idx)
         t = g.tensors[idx]
-        res[key] = {"shape": list(t.shape), "dtype": TYPE_NAMES[t.type].lower(),
+        res[key] = {"shape": [int(v) for v in t.shape], "dtype": TYPE_NAMES[t.type].lower(),
                     "scale": float(s[0]), "zero_point": int(z[0])}
     return res
