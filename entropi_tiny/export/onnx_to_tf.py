@@ -60,10 +60,14 @@ def onnx_to_tf(onnx_bytes: bytes, image_size: int = 32):
 
     model = onnx.load_from_string(onnx_bytes)
     graph = model.graph
-    for node in graph.node:                      # reject before building anything
+    bad: dict[str, str] = {}                     # reject before building anything
+    for node in graph.node:
         if node.op_type not in SUPPORTED_OPS or node.domain not in ("", "ai.onnx"):
-            raise UserError(f"unsupported ONNX op {node.op_type} (node '{node.name}'); "
-                            f"supported: {', '.join(SUPPORTED_OPS)}")
+            bad.setdefault(node.op_type, node.name)
+    if bad:
+        listed = ", ".join(f"{op} (node '{name}')" for op, name in bad.items())
+        raise UserError(f"unsupported ONNX op{'s' if len(bad) > 1 else ''} {listed}; "
+                        f"supported: {', '.join(SUPPORTED_OPS)}")
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise UserError("the encoder must have exactly one input and one output")
