@@ -53,6 +53,8 @@ def trained_export(trained_model, target, tmp_path_factory):
 
 def test_trained_int8_cosine(trained_export):
     _, _, report = trained_export
+    print(f"int8 cosine mean {report['int8_cosine_mean']:.5f} min {report['int8_cosine_min']:.5f}, "
+          f"arena {report['tflm_arena_bytes']} B, tflite {report['tflite_bytes']} B, {report['seconds']}")
     assert report["int8_images"] >= 100
     assert report["int8_cosine_mean"] >= 0.99, report["int8_cosine_mean"]
     assert report["tflm_bitexact_litert_ref"]
