@@ -18,7 +18,7 @@ from torch import nn
 
 from entropi_tiny.errors import UserError
 from entropi_tiny.export import ONNX_NAME, REPORT_NAME, TFLITE_NAME, export_encoder
-from entropi_tiny.export.tflite_model import ALLOWED_OPS, parse_tflite
+from entropi_tiny.export.tflite_ops import ALLOWED_OPS, parse_tflite
 from entropi_tiny.export.tflm import quantize_images, run_litert_ref, run_tflm
 from entropi_tiny.models import build_model, split_model
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from entropi_tiny.export import TFLITE_NAME, export_encoder
 from entropi_tiny.export.onnx_export import torch_features
-from entropi_tiny.export.tflite_model import op_name, parse_tflite, tensor_array
+from entropi_tiny.export.tflite_ops import op_name, parse_tflite, tensor_array
 from entropi_tiny.export.tflm import dequantize_output, quantize_images, run_litert_ref
 from entropi_tiny.models import build_model, split_model
 

@@ -5,7 +5,7 @@ Usage:
     report = export_encoder(encoder, calib_images, check_images, out_dir)
 
 Modules, in pipeline order: fold (BatchNorm into conv), onnx_export (+ onnxruntime
-check), onnx_to_tf (NHWC TF graph), tflite (int8 conversion), tflite_model
+check), onnx_to_tf (NHWC TF graph), tflite (int8 conversion), tflite_ops
 (flatbuffer validation and op inspection), tflm (TFLM / LiteRT runs, arena
 size), weights (pruned zeros stay zeros), pipeline (all of it, with the report).
 Importing this package imports torch first, then TensorFlow lazily: keep it so.

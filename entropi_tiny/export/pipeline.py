@@ -35,7 +35,7 @@ from .fold import fold_batchnorm  # noqa: E402
 from .onnx_export import check_onnx, export_onnx, run_onnx, torch_features  # noqa: E402
 from .onnx_to_tf import onnx_to_tf  # noqa: E402
 from .tflite import convert_int8  # noqa: E402
-from .tflite_model import describe_ops, io_quant, op_counts, parse_tflite  # noqa: E402
+from .tflite_ops import describe_ops, io_quant, op_counts, parse_tflite  # noqa: E402
 from .tflm import (dequantize_output, min_arena_size, quantize_images,  # noqa: E402
                    run_litert_ref, run_tflm)
 from .weights import int8_weight_zeros  # noqa: E402

@@ -25,7 +25,7 @@ sys.modules.setdefault("triton", None)  # import-order crash, see DESIGN.md sect
 
 from ..atomic import write_bytes  # noqa: E402
 from ..errors import UserError  # noqa: E402
-from .tflite_model import check_allowed_ops, parse_tflite  # noqa: E402
+from .tflite_ops import check_allowed_ops, parse_tflite  # noqa: E402
 
 MAX_CALIB = 500   # more images barely move the ranges and cost seconds each
 

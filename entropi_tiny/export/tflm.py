@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .tflite_model import io_quant, parse_tflite
+from .tflite_ops import io_quant, parse_tflite
 
 ARENA_STEP = 16            # TFLM aligns arena allocations to 16 bytes
 _PROBE = r"""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from .tflite_model import op_name, tensor_array, tensor_quant
+from .tflite_ops import op_name, tensor_array, tensor_quant
 
 _LAYOUT = {"CONV_2D": (0, 2, 3, 1), "DEPTHWISE_CONV_2D": (1, 2, 3, 0), "FULLY_CONNECTED": (0, 1)}
 _CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
