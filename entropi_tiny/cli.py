@@ -161,6 +161,40 @@ def profile(as_json: bool, batch: int, classes: int, run_dir: str | None) -> Non
     click.echo(json.dumps(rows, indent=2) if as_json else table2_text(rows))
 
 
+@cli.command("export")
+@common_options
+@click.option("--level", type=int, default=None,
+              help="Level to export (default: the entropy-selected one).")
+@click.option("--tflite", "tflite", type=click.Path(dir_okay=False), default=None,
+              help="Derive the sparse image from this int8 .tflite instead of a level.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
+def export_cmd(cfg: Config, paths: RunPaths, quiet: bool, level: int | None, tflite: str | None,
+               as_json: bool) -> None:
+    """Int8 TFLite (verified in TFLM), ONNX and the sparse weight image of an encoder."""
+    from .export.sparse_image import format_report
+    from .pipeline import run_export
+
+    s = run_export(cfg, paths, level=level, quiet=quiet, tflite=tflite)
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    if quiet:
+        return
+    click.echo(format_report(s["sparse_image"]))
+    if s["level"] is None:
+        click.echo(f"{s['source']} -> {paths.sparse_image}: {s['sparse_image_bytes']:,} B "
+                   f"({s['bytes_per_nnz']:.3f} B per non-zero)")
+    else:
+        click.echo(f"level {s['level']} (alpha {s['alpha']:.4f}) -> {paths.export_dir}\n"
+                   f"  {s['files']['tflite']}: {s['tflite_bytes']:,} B, TFLM arena "
+                   f"{s['tflm_arena_bytes']:,} B, TFLM == LiteRT reference: "
+                   f"{s['tflm_bitexact_litert_ref']}\n"
+                   f"  int8 vs float features: cosine mean {s['int8_cosine_mean']:.5f}, "
+                   f"min {s['int8_cosine_min']:.5f}\n"
+                   f"  {s['files']['sparse_image']}: {s['sparse_image_bytes']:,} B for "
+                   f"{s['nonzero_weights']:,} non-zeros ({s['bytes_per_nnz']:.3f} B per non-zero)")
+
+
 def _level_table(rows: list[dict]) -> str:
     lines = [f"{'level':>5} {'alpha':>8} {'actual':>8} {'train%':>7} {'test%':>7}"]
     for r in rows:

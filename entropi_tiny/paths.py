@@ -77,6 +77,28 @@ class RunPaths:
     def profile_json(self) -> Path:
         return self.root / "profile.json"
 
+    # -- export --------------------------------------------------------------
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def onnx(self) -> Path:
+        return self.export_dir / "encoder.onnx"
+
+    @property
+    def tflite(self) -> Path:
+        return self.export_dir / "encoder_int8.tflite"
+
+    @property
+    def sparse_image(self) -> Path:
+        return self.export_dir / "encoder_weights.etsw"
+
+    @property
+    def export_json(self) -> Path:
+        """The export's summary; written last, so it marks a complete export."""
+        return self.export_dir / "export.json"
+
     def existing_levels(self) -> list[int]:
         """Levels whose final checkpoint exists, in order."""
         if not self.levels_dir.is_dir():
