@@ -80,6 +80,12 @@ class HeadSpec:
         return out
 
 
+def _as_float32(value):
+    """float32(value); inf where it overflows (no warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(value, np.float64).astype(np.float32)
+
+
 def _int(spec, name, lo, hi):
     v = getattr(spec, name)
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -92,8 +98,8 @@ def _float(spec, name, lo, hi, lo_open=False, hi_open=False):
     v = getattr(spec, name)
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)):
         raise UserError(f"head spec: {name} must be a number, got {v!r}")
-    f32 = np.float32(v) if np.isfinite(v) and abs(v) < 3.4e38 else np.float32(np.inf)
-    if not np.isfinite(f32):
+    f32 = _as_float32(v)
+    if not np.all(np.isfinite(f32)):
         raise UserError(f"head spec: {name} must be a finite float32, got {v!r}")
     if v != 0 and f32 == 0:
         raise UserError(f"head spec: {name}={v!r} underflows to 0 in float32")
@@ -139,9 +145,9 @@ def _float32_table(name: str, value, shape: tuple) -> np.ndarray:
         raise UserError(f"head spec: {name} must be an array of numbers") from None
     if arr.shape != shape:
         raise UserError(f"head spec: {name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(np.abs(arr) >= 3.4e38):
-        raise UserError(f"head spec: {name} has non-finite or non-float32 values")
-    out = arr.astype(np.float32)
+    out = _as_float32(arr)
+    if not np.all(np.isfinite(out)):
+        raise UserError(f"head spec: {name} has non-finite values or values beyond float32")
     out.setflags(write=False)
     return out
 
