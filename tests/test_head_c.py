@@ -154,3 +154,14 @@ def test_reference_is_checked(feats, tmp_path):
     ref.fit(feats["train_q"], feats["train_y"])
     with pytest.raises(AssertionError):
         assert_close(got["weight"], ref.weight, "weights")
+
+
+@pytest.mark.parametrize("dims", [
+    dict(feature_dim=1, num_classes=256, num_samples=1, cache=False, init="zero", shuffle=False),
+    dict(feature_dim=1280, num_classes=2, num_samples=3, batch_size=3, momentum=0.9),
+])
+def test_c_edge_configs_sanitized(tmp_path, dims):
+    spec = HeadSpec(feature_scale=0.5, **dims)
+    exe = build_head(tmp_path, spec, "firmware/tests/et_head_unit.c", sanitize=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr[-2000:]

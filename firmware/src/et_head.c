@@ -279,7 +279,9 @@ int et_head_train_epoch(et_head_t *h, const et_head_samples_t *s, float lr, floa
         uint32_t end = start + ET_HEAD_BATCH < n ? start + ET_HEAD_BATCH : n;
         for (uint32_t i = start; i < end; i++) {
             uint32_t idx = h->order[i];
-            if ((uint32_t)s->labels[idx] >= (uint32_t)ET_HEAD_C) { discard_pending(h); return ET_HEAD_ERR_LABEL; }
+#if ET_HEAD_C < 256   /* with 256 classes every uint8_t label is valid */
+            if (s->labels[idx] >= ET_HEAD_C) { discard_pending(h); return ET_HEAD_ERR_LABEL; }
+#endif
             const int8_t *row = s->cache ? s->cache + (size_t)idx * ET_HEAD_D : h->row;
             if (!s->cache) {
                 int err = s->extract(s->ctx, idx, h->row);
