@@ -5,7 +5,7 @@
  * Usage:
  *     #include "et_head.h"              // pulls in the generated et_head_config.h
  *     et_head_reset(&et_head_state);    // init as configured (seeded uniform, zero, table)
- *     et_head_cache_fill(et_head_cache, ET_HEAD_TRAIN_N, extract, ctx);  // extractor runs once
+ *     et_head_cache_fill(&et_head_cache[0][0], ET_HEAD_TRAIN_N, extract, ctx);  // runs once
  *     et_head_samples_t s = {&et_head_cache[0][0], NULL, NULL, labels, ET_HEAD_TRAIN_N};
  *     float loss[ET_HEAD_EPOCHS];
  *     et_head_fit(&et_head_state, &s, ET_HEAD_EPOCHS, loss);
@@ -98,7 +98,7 @@ void et_head_forward(const et_head_t *h, const float *x, float *logits);
 float et_head_loss_grad(const float *logits, uint32_t label, float *dlogits);
 uint32_t et_head_predict(const et_head_t *h, const float *x);
 
-/* -- SGD ------------------------------------------------------------------- */
+/* -- SGD (labels must be < ET_HEAD_C; accumulate/apply exist when ET_HEAD_BATCH > 1) */
 float et_head_sgd_step(et_head_t *h, const float *x, uint32_t label, float lr);
 float et_head_accumulate(et_head_t *h, const float *x, uint32_t label);
 void et_head_apply(et_head_t *h, float lr);

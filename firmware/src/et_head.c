@@ -214,7 +214,8 @@ static void discard_pending(et_head_t *h) {
 /* One update from b int8 feature rows q[b][D] (dequantized with the
  * configured scale and zero point); returns the batch's mean loss. A build
  * with ET_HEAD_BATCH == 1 has no gradient sums and accepts only b == 1
- * (otherwise it returns -1, which no loss can be). */
+ * (otherwise it returns -1, which no loss can be). Sums left open by
+ * et_head_accumulate are dropped first. */
 float et_head_batch_step(et_head_t *h, const int8_t *q, const uint8_t *labels, uint32_t b, float lr) {
     float sum = 0.0f;
 #if ET_HEAD_BATCH > 1
