@@ -26,7 +26,9 @@ from .boards import get_board
 from .errors import UserError
 from .paths import RunPaths
 
-LINE = re.compile(r"^(ET_[A-Z_]+)\s*(.*)$")
+# Binary ACK frames share the console with the text lines, so a tag may
+# follow frame bytes on the same line: search, don't anchor.
+LINE = re.compile(r"(ET_[A-Z_]+) ?(.*)$")
 PAIR = re.compile(r"(\w+)=(\S+)")
 
 
@@ -35,7 +37,7 @@ def parse_output(text: str) -> dict:
     out = {"feat": {"train": {}, "test": {}}, "epochs": [], "report": None, "stream": None,
            "boot": None, "exit": None, "error": None}
     for raw in text.splitlines():
-        m = LINE.match(raw.strip())
+        m = LINE.search(raw.strip())
         if not m:
             continue
         tag, rest = m.groups()
@@ -77,27 +79,40 @@ def host_reference(build: dict, samples: dict) -> dict:
 
 
 def _stream_messages(samples: dict, count: int) -> tuple[list[bytes], dict]:
-    """Good SAMPLE frames interleaved with damaged ones, then END."""
+    """Good SAMPLE frames interleaved with damaged ones (a flipped byte, line
+    noise, a frame cut short, a length larger than any buffer), then END."""
     from .toolchain import frames
 
     rng = np.random.default_rng(0)
-    msgs, expected, seq = [], {"good": 0, "bad_crc": 0, "truncated": 0, "garbage": 0}, 0
+    expected = {"good": 0, "bad_crc": 0, "truncated": 0, "bad_length": 0, "garbage": 0}
+    msgs, seq = [], 0
+
+    def sample(j: int) -> bytes:
+        nonlocal seq
+        payload = bytes([int(samples["train_y"][j])]) + samples["train_q"][j].tobytes()
+        seq += 1
+        return frames.encode(frames.SAMPLE, (seq - 1) % 256, payload)
+
     for i in range(count):
         j = i % len(samples["train_y"])
-        payload = bytes([int(samples["train_y"][j])]) + samples["train_q"][j].tobytes()
-        wire = frames.encode(frames.SAMPLE, seq % 256, payload)
-        seq += 1
         if i % 4 == 1:                           # one flipped payload byte: CRC-32 fails
-            bad = bytearray(wire)
+            bad = bytearray(sample(j))
             bad[20] ^= 0x40
             msgs.append(bytes(bad))
             expected["bad_crc"] += 1
         elif i % 4 == 2:                         # line noise between frames
             msgs.append(bytes(rng.integers(0, 256, 37, dtype=np.uint8)))
             expected["garbage"] += 1
-        msgs.append(wire)
+        elif i % 4 == 3:                         # the sender stops inside a frame
+            msgs.append(sample(j)[:100])
+            expected["truncated"] += 1
+        msgs.append(sample(j))
         expected["good"] += 1
-    msgs.append(frames.encode(frames.END, seq % 256))
+    header = bytearray(frames.encode(frames.SAMPLE, seq % 256, b"")[:6])
+    header[4:6] = (60000).to_bytes(2, "little")  # longer than the device's frame buffer
+    msgs.append(bytes(header) + bytes([frames.crc8(bytes(header[2:6]))]))
+    expected["bad_length"] += 1
+    msgs.append(frames.encode(frames.END, (seq + 1) % 256))
     return msgs, expected
 
 
