@@ -10,6 +10,8 @@
  *   ET_SELFTEST_ECHO       1: read one line and print "echo: <line>"
  *   ET_SELFTEST_STREAM     1: ack frames until an END frame, then print counts
  *   ET_SELFTEST_TIMEOUT    receive timeout in counter units (default 50 M)
+ *   ET_SELFTEST_FAULT      1: jump to a never-executable address, to test the
+ *                          fault path (exit code ET_EXIT_FAULT)
  */
 #include <stdint.h>
 
@@ -24,6 +26,9 @@
 #endif
 #ifndef ET_SELFTEST_STREAM
 #define ET_SELFTEST_STREAM 0
+#endif
+#ifndef ET_SELFTEST_FAULT
+#define ET_SELFTEST_FAULT 0
 #endif
 #ifndef ET_SELFTEST_TIMEOUT
 #define ET_SELFTEST_TIMEOUT 50000000u
@@ -76,6 +81,20 @@ static void et_sgd(float *w, float lr)
             }
         }
     }
+}
+
+/* A loop of exactly 2 instructions per iteration (subs, bne): the twin must
+ * count 2 * ET_CALIBRATION_LOOPS instructions, give or take the counter reads
+ * and the 40-instruction tick; the board reports the cycles it took. */
+#define ET_CALIBRATION_LOOPS 100000u
+static void et_calibrate(void)
+{
+    uint32_t n = ET_CALIBRATION_LOOPS;
+    uint64_t t0 = et_counter_read();
+    __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
+    uint64_t t1 = et_counter_read();
+    et_printf("calibration: %lu x (subs, bne) took %llu %s\n", (unsigned long)ET_CALIBRATION_LOOPS,
+              (unsigned long long)(t1 - t0), et_counter_unit());
 }
 
 static void et_compute(void)
@@ -199,7 +218,12 @@ int main(void)
     et_printf("entropi-tiny selftest on %s\n", et_board_name());
     et_printf("fmt: %d %u %ld %s %x %08x %5d|%03d %f %.3f %.0f %f\n", -42, 42u, -100000L, "str", 0xbeefu,
               0x1234u, 7, -5, ET_F(3.25f), ET_F(-0.0625f), ET_F(2.5f), ET_F(1.5e10f));
+    et_calibrate();
     et_compute();
+#if ET_SELFTEST_FAULT
+    /* 0xF0000000 is in the System region, which is never executable. */
+    ((void (*)(void))(uintptr_t)0xF0000001u)();
+#endif
 #if ET_SELFTEST_ECHO
     et_echo_line();
 #endif
