@@ -21,8 +21,9 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
 
 CORTEX_M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard")
 
-# Shared by every board: reset and fault handling, stack scan, printf, frames.
-PLATFORM_SOURCES = ("src/et_startup.c", "src/et_stack.c", "src/et_printf.c", "src/et_frames.c")
+# Shared by every board: reset and fault handling, stack scan, console, printf, frames.
+PLATFORM_SOURCES = ("src/et_startup.c", "src/et_stack.c", "src/et_console.c", "src/et_printf.c",
+                    "src/et_frames.c")
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def test_oversized_flash_table_fails_naming_flash(tmp_path):
 
 
 def test_compile_error_is_one_line_with_log(tmp_path):
+    build_selftest(tmp_path / "out")  # an earlier good build must not survive a failed one
     src = tmp_path / "et_bad.c"
     src.write_text("int et_bad(void) { return et_missing; }\n")
     with pytest.raises(UserError, match="firmware build for mps2-an500 failed: .*et_missing") as info:

@@ -165,7 +165,7 @@ def test_python_codec_round_trip_and_known_vectors():
 
 # -- the same protocol over the twin's serial port --------------------------------
 
-STREAM_TIMEOUT = 3_000_000  # instructions of silence that end a partial frame
+STREAM_TIMEOUT = 20_000_000  # instructions of silence that end a partial frame (~0.4 s polling)
 
 
 @pytest.fixture(scope="module")

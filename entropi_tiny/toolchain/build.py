@@ -29,6 +29,7 @@ CFLAGS = ("-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Wdouble-prom
           "-ffunction-sections", "-fdata-sections", "-fno-common")
 LDFLAGS = ("-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections")
 
+ARTIFACTS = ("firmware.elf", "firmware.bin", "firmware.hex", "firmware.map")
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
 
 
@@ -88,6 +89,8 @@ def compile_firmware(board: Board, sources: list[Path], include_dirs: list[Path]
                "-o", str(elf)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
+            for name in ARTIFACTS + ("size.json",):  # no stale image may outlive a failed build
+                (out_dir / name).unlink(missing_ok=True)
             log = " ".join(cmd) + "\n\n" + proc.stdout + proc.stderr
             write_text(out_dir / "build.log", log)
             raise _build_error(board, proc.stderr, stack, out_dir / "build.log")
@@ -98,7 +101,7 @@ def compile_firmware(board: Board, sources: list[Path], include_dirs: list[Path]
         flash = _extent(headers, board.flash_origin, board.flash_bytes, by_lma=True)
         ram_static = _extent({k: v for k, v in headers.items() if k != ".stack"},
                              board.ram_origin, board.ram_bytes, by_lma=False)
-        for name in ("firmware.elf", "firmware.bin", "firmware.hex", "firmware.map"):
+        for name in ARTIFACTS:
             write_bytes(out_dir / name, (tmp / name).read_bytes())
 
     result = BuildResult(

@@ -3,8 +3,9 @@
  * (mps2-an500, a Cortex-M7 that QEMU can emulate).
  *
  * Each board folder (firmware/boards/<board>/) provides startup code, a linker
- * script and board.c implementing the functions below; firmware/src/et_printf.c
- * and firmware/src/et_stack.c are shared by all boards.
+ * script and board.c implementing the functions below, except those of
+ * firmware/src/et_console.c (et_console_write, et_console_getc_timeout),
+ * et_printf.c, et_stack.c and et_startup.c, which every board shares.
  *
  * Startup has already run when main() is called: the FPU is enabled, .data is
  * copied, .bss is zeroed and the stack is painted. main() calls et_board_init()

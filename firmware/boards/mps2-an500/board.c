@@ -61,33 +61,12 @@ void et_console_putc(char c)
     ET_UART_DATA = (uint8_t)c;
 }
 
-void et_console_write(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        et_console_putc(s[i]);
-    }
-}
-
 int et_console_getc(void)
 {
     if (ET_UART_STATE & ET_UART_STATE_RX_FULL) {
         return (int)(ET_UART_DATA & 0xFFu);
     }
     return -1;
-}
-
-int et_console_getc_timeout(uint32_t ticks)
-{
-    uint64_t start = et_counter_read();
-    for (;;) {
-        int c = et_console_getc();
-        if (c >= 0) {
-            return c;
-        }
-        if (et_counter_read() - start >= ticks) {
-            return -1;
-        }
-    }
 }
 
 void et_systick_handler(void)

@@ -205,33 +205,12 @@ void et_console_putc(char c)
     ET_USART3_TDR = (uint8_t)c;
 }
 
-void et_console_write(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        et_console_putc(s[i]);
-    }
-}
-
 int et_console_getc(void)
 {
     if (ET_USART3_ISR & ET_USART_ISR_RXNE) {
         return (int)(ET_USART3_RDR & 0xFFu);
     }
     return -1;
-}
-
-int et_console_getc_timeout(uint32_t ticks)
-{
-    uint64_t start = et_counter_read();
-    for (;;) {
-        int c = et_console_getc();
-        if (c >= 0) {
-            return c;
-        }
-        if (et_counter_read() - start >= ticks) {
-            return -1;
-        }
-    }
 }
 
 /* 64-bit cycle count: the high word counts the wraps of CYCCNT seen by
