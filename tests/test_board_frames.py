@@ -17,7 +17,6 @@ from board_support import build_selftest
 from entropi_tiny.boards import FIRMWARE_DIR
 from entropi_tiny.toolchain import frames as F
 from entropi_tiny.toolchain import run_qemu
-from entropi_tiny.toolchain.tools import find_tool
 
 HOST_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
                "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]

@@ -43,7 +43,7 @@ def test_missing_qemu_only(tmp_path, monkeypatch):
         run_qemu(build.elf)
 
 
-def test_missing_tool_through_the_cli_convention(tmp_path):
+def test_missing_tool_message_is_one_line_in_a_fresh_process(tmp_path):
     # The CLI prints a UserError as its message; check the message is a single line
     # when raised in a fresh interpreter with an empty PATH.
     code = ("from entropi_tiny.toolchain import find_tool\n"
