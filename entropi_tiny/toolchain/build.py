@@ -86,7 +86,7 @@ def compile_firmware(board: Board, sources: list[Path], include_dirs: list[Path]
                f"-Wl,--defsym=et_stack_bytes={stack}", f"-Wl,-Map={map_file}",
                *(f"-Wl,--undefined={sym}" for sym in keep_symbols),
                *(str(s) for s in board.sources()), *(str(s) for s in sources),
-               "-o", str(elf)]
+               "-lm", "-o", str(elf)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             for name in ARTIFACTS + ("size.json",):  # no stale image may outlive a failed build
