@@ -13,3 +13,9 @@ tflite_model + flatbuf (a bounds-checked .tflite reader), sparse_* (the sparse
 weight image, docs/sparse_image.md). This file imports nothing, so reading a
 sparse image never loads TensorFlow; modules that do import torch first.
 """
+
+import os
+
+# TensorFlow's start-up chatter (oneDNN notices, CPU feature lines) is not ours
+# to print; errors still come through.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
