@@ -1,0 +1,77 @@
+"""Test helpers: generate + compile the C runtime for a .tflite, run it, run TFLM on the same inputs.
+
+Usage:
+    exe, report = build_runtime(tflite_path, tmp_path, sanitize=True)
+    rc, out = run_runtime(exe, inputs_int8)            # inputs (N, ...) int8 -> outputs (N, D) int8
+    ref = run_tflm(tflite_path, inputs_int8)           # TFLM's reference kernels, same shape
+
+The C build is the one the firmware would use (C11, -Wall -Wextra -Werror),
+plus optionally the address and undefined-behaviour sanitizers; the arena
+is malloc'ed at exactly the planned size, so an access past the plan is
+caught.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from entropi_tiny.codegen import generate_model_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
+
+def compile_runtime(gen_dir: Path, exe: Path, sanitize: bool = False) -> Path:
+    srcs = sorted(str(p) for p in (ROOT / "firmware/src").glob("*.c"))
+    flags = CFLAGS + (SANITIZE if sanitize else ["-O2"])
+    subprocess.run(["gcc", *flags, f"-I{ROOT / 'firmware/include'}", f"-I{ROOT / 'firmware/src'}",
+                    f"-I{gen_dir}", *srcs, str(gen_dir / "et_model.c"),
+                    str(ROOT / "firmware/tests/et_runtime_main.c"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    return exe
+
+
+def build_runtime(tflite_path: Path, work: Path, sanitize: bool = False, **gen_kwargs):
+    """(executable, codegen report) for the model; gen_kwargs go to generate_model_sources."""
+    gen = Path(work) / "gen"
+    report = generate_model_sources(Path(tflite_path), gen, name="et_model", **gen_kwargs)
+    exe = compile_runtime(gen, Path(work) / ("et_run_asan" if sanitize else "et_run"), sanitize)
+    return exe, report
+
+
+def run_runtime(exe: Path, inputs: np.ndarray, image: bytes | None = None, timing: bool = False):
+    """(return code, outputs (N, D) int8 or None[, seconds per image])."""
+    work = exe.parent
+    (work / "inputs.bin").write_bytes(np.ascontiguousarray(inputs, np.int8).tobytes())
+    args = [str(exe), str(work / "inputs.bin"), str(work / "outputs.bin")]
+    if image is not None:
+        (work / "image.bin").write_bytes(image)
+        args.append(str(work / "image.bin"))
+    env = dict(os.environ, ET_TIME="1") if timing else None
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
+    out = None
+    if r.returncode == 0:
+        out = np.frombuffer((work / "outputs.bin").read_bytes(), np.int8).reshape(len(inputs), -1)
+    if timing:
+        secs = float(r.stdout.split()[-1]) if r.returncode == 0 else None
+        return r.returncode, out, secs
+    return r.returncode, out
+
+
+def run_tflm(tflite_path: Path, inputs: np.ndarray, arena_size: int = 8 << 20) -> np.ndarray:
+    """TFLM's Python interpreter (reference kernels) on each input; (N, D) int8."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_file(str(tflite_path), arena_size=arena_size)
+    shape = interp.get_input_details(0)["shape"]
+    outs = []
+    for x in inputs:
+        interp.set_input(np.asarray(x, np.int8).reshape(shape), 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(outs).astype(np.int8)
