@@ -23,7 +23,7 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import UserError
 from ..export.sparse_format import ENTRY_SIZE, HEADER_SIZE, VERSION, unpack_entry, unpack_header
-from ..export.sparse_image import ALL_ENCODINGS, encode_model
+from ..export.sparse_image import ALL_ENCODINGS, encode_tensors, specs_from_tflite
 from ..export.sparse_reader import read_image
 from ..export.tflite_model import read_tflite
 from .fuse import fuse
@@ -88,9 +88,6 @@ def _op_struct(i: int, node, graph: Graph, plan: Plan, consts: bytearray) -> dic
     if node.fused_add:
         flags.append("ET_FUSED_ADD")
     params = dict(node.params)
-    if node.kind == "MEAN":
-        params = {"table_offset": len(consts)}
-        consts += node.table.astype("<i4").tobytes()
     if node.kind == "PAD":
         params = {"before": _dims(params["before"]), "value": params["value"]}
     if node.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -127,7 +124,7 @@ def generate_model_sources(tflite_path: Path, out_dir: Path, name: str = "et_mod
         raise UserError(f"cannot read {tflite_path}: {e.strerror}") from None
     model = read_tflite(data, str(tflite_path))
     if image is None:
-        image = encode_model(data, allowed, label=str(tflite_path))[0]
+        image = encode_tensors(specs_from_tflite(model), allowed)[0]   # may hold no tensor at all
     elif any(t.tensor_index >= len(model.tensors) for t in read_image(image).values()):
         raise UserError("the sparse image names tensors this .tflite does not have")
     graph = build_graph(model, _entries(image))

@@ -38,7 +38,6 @@ class Node:
     params: dict = field(default_factory=dict)
     in1_const: bool = False
     fused_add: bool = False
-    table: np.ndarray | None = None    # MEAN thresholds
     scratch: int = 0                   # bytes of int32 scratch
 
     @property
@@ -83,12 +82,12 @@ def build_graph(model: TfliteModel, entries: dict[int, int]) -> Graph:
     return Graph(nodes, model, model.inputs[0], model.outputs[0])
 
 
-def _check_activation(model: TfliteModel, t: int, op) -> None:
+def _check_activation(model: TfliteModel, t: int, op, scalar_ok: bool = False) -> None:
     ten = model.tensors[t]
     where = f"op {op.index} ({op.opcode}) tensor {t} '{ten.name}'"
     if ten.type != "INT8":
         raise UserError(f"{where} is {ten.type}: the runtime needs a full-int8 model")
-    if not ten.shape or min(ten.shape) < 1:
+    if (not ten.shape and not scalar_ok) or (ten.shape and min(ten.shape) < 1):
         raise UserError(f"{where} has the dynamic or empty shape {list(ten.shape)}")
     q = ten.quantization
     if q is None or q.scale.size != 1 or not (np.isfinite(q.scale[0]) and q.scale[0] > 0):
@@ -153,7 +152,7 @@ def _binary(model, op, entries) -> Node:
         raise UserError(f"op {op.index} ({op.opcode}) has two constant inputs")
     if ta.data is not None:                    # ADD and MUL are symmetric: keep the constant second
         a, b, ta, tb = b, a, tb, ta
-    _check_activation(model, b, op)            # a constant operand must be int8 per tensor too
+    _check_activation(model, b, op, scalar_ok=tb.data is not None)   # constants too: int8 per tensor
     out = op.outputs[0]
     dims = {"in0": dims4(ta.shape), "in1": dims4(tb.shape), "out": dims4(model.tensors[out].shape)}
     for name in ("in0", "in1"):
@@ -177,7 +176,7 @@ def _mean(model, op, entries) -> Node:
         (float(model.tensors[op.outputs[0]].quantization.scale[0]),
          int(model.tensors[op.outputs[0]].quantization.zero_point[0]))
     return Node("MEAN", [op.index], op.inputs[0], op.outputs[0], dims={"in0": (n, h, w, c), "out": (n, 1, 1, c)},
-                table=qp.mean_table(qi, qo, h * w))
+                params=qp.mean_params(qi, qo, h * w))
 
 
 def _pad(model, op, entries) -> Node:

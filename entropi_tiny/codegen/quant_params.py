@@ -4,13 +4,13 @@ Usage:
     p = add_params(in1, in2, out, "RELU")          # dict for et_add_params_t
     p = mul_params(in1, in2, out, "NONE")          # et_mul_params_t
     p = hard_swish_params(inp, out)                # et_hswish_params_t
-    table = mean_table(inp, out, count)            # 255 int32 thresholds (numpy)
+    p = mean_params(inp, out, count)               # et_mean_params_t
     top, left = conv_padding(...)
 
 Each argument `q` is a (scale, zero_point) pair of float32 scale and int
 zero point. Float arithmetic follows the C++ types of TFLM's code: double
-where TFLM casts to double (ADD, MUL, conv multipliers), float32 where it
-stays in float (HARD_SWISH, MEAN); tflm_math.f32 rounds to float32 after
+where TFLM casts to double (ADD, MUL, MEAN, conv multipliers), float32 where it
+stays in float (HARD_SWISH); tflm_math.f32 rounds to float32 after
 every operation that TFLM performs in float.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..export.tflm_math import INT32_MAX, INT32_MIN, activation_range, f32, quantize_multiplier
+from ..export.tflm_math import INT32_MAX, activation_range, f32, quantize_multiplier
 
 ADD_LEFT_SHIFT = 20          # TFLM's int8 ADD (15 for int16)
 
@@ -64,40 +64,22 @@ def hard_swish_params(qi, qo) -> dict:
             "relu_multiplier": _downscale_q15(m_relu), "out_exponent": e_out, "relu_exponent": e_relu}
 
 
-def mean_outputs(qi, qo, count: int) -> np.ndarray:
-    """TFLM's int8 MEAN output for every possible raw sum over `count` inputs (index = sum - min).
+def mean_params(qi, qo, count: int) -> dict:
+    """et_mean_params_t: TFLM's int8 MEAN over `count` elements (reduce_common.cc, reference/reduce.h).
 
-    Same scale and zero point: reference_ops::Mean, the integer sum divided by
-    the count with C's truncation. Otherwise QuantizedMeanOrSum's float path:
-    mean = float(sum) / float(count), then round(mean * scale + bias) +
-    output_zero_point with scale = in/out and bias = -input_zero_point * scale
-    in float32, clamped to int8.
+    Same input and output scale and zero point: TFLM's generic Mean, the raw
+    int32 sum divided by the count with C's truncation. Otherwise
+    QuantizedMeanOrSum: QuantizeMultiplier(in/out) with 1/count folded in
+    (multiplier * 2^s // count, shift - s, s = floor(log2 count) capped at 32
+    and at 31 + shift), applied to sum - input_zero_point * count.
     """
-    sums = np.arange(-128 * count, 127 * count + 1, dtype=np.int64)
-    if np.float32(qi[0]) == np.float32(qo[0]) and qi[1] == qo[1]:
-        return (np.sign(sums) * (np.abs(sums) // count)).astype(np.int64)
-    scale = np.float32(np.float32(qi[0]) / np.float32(qo[0]))
-    bias = np.float32(np.float32(-qi[1]) * scale)
-    mean = sums.astype(np.float32) / np.float32(count)
-    x = ((mean * scale).astype(np.float32) + bias).astype(np.float32).astype(np.float64)
-    rounded = np.sign(x) * np.floor(np.abs(x) + 0.5)          # TfLiteRound: halves away from zero
-    y = (rounded.astype(np.float32) + np.float32(qo[1])).astype(np.float32)
-    return np.clip(y, -128, 127).astype(np.int64)
-
-
-def mean_table(qi, qo, count: int) -> np.ndarray:
-    """255 int32 thresholds t with output(sum) = -128 + #{t <= sum} (et_mean's lookup)."""
     if count < 1 or 255 * count >= 1 << 31:
         raise UserError(f"MEAN over {count} elements is out of range")
-    y = mean_outputs(qi, qo, count)
-    if np.any(np.diff(y) < 0):
-        raise UserError("MEAN: output is not monotone in the sum (unexpected quantization)")
-    smin = -128 * count
-    table = np.empty(255, np.int64)
-    for i, v in enumerate(range(-127, 128)):
-        k = int(np.searchsorted(y, v, side="left"))        # first sum whose output reaches v
-        table[i] = INT32_MAX if k == y.size else (INT32_MIN if k == 0 else smin + k)
-    return table.astype(np.int32)
+    same = np.float32(qi[0]) == np.float32(qo[0]) and qi[1] == qo[1]
+    mult, shift = quantize_multiplier(float(np.float32(qi[0])) / float(np.float32(qo[0])))
+    s = min(count.bit_length() - 1, 32, 31 + shift)
+    return {"multiplier": (mult << s) // count, "shift": shift - s, "in_zero_point": qi[1],
+            "out_zero_point": qo[1], "count": count, "same_quant": int(same)}
 
 
 def conv_padding(in_size: int, kernel: int, stride: int, dilation: int, out_size: int, padding: str,

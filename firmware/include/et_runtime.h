@@ -20,7 +20,7 @@
  * ET_ERR_WEIGHTS.
  *
  * All float arithmetic happened on the host: every multiplier, shift,
- * folded bias and lookup table is an integer in the schedule or the image.
+ * and folded bias is an integer in the schedule or the image.
  */
 #ifndef ET_RUNTIME_H
 #define ET_RUNTIME_H
@@ -77,9 +77,12 @@ typedef struct {
     int32_t out_shift, out_zero_point, act_min, act_max;
 } et_mul_params_t;
 
-/* MEAN: out = -128 + #{i : table[i] <= sum of the raw inputs}; the host
- * derives the 255 thresholds from TFLM's exact float32 arithmetic. */
-typedef struct { uint32_t table_offset; } et_mean_params_t;
+/* MEAN over H and W, TFLM's integer path: the 1/count factor is folded
+ * into the multiplier by the host; same_quant selects TFLM's plain
+ * truncating integer mean (input and output quantization equal). */
+typedef struct {
+    int32_t multiplier, shift, in_zero_point, out_zero_point, count, same_quant;
+} et_mean_params_t;
 
 typedef struct { et_dims_t before; int32_t value; } et_pad_params_t;
 
@@ -109,7 +112,7 @@ typedef struct {
 typedef struct {
     const uint8_t *image;                  /* sparse weight image, 4-byte aligned */
     uint32_t image_size;
-    const uint8_t *consts;                 /* constant pool: int8 operands, int32 tables */
+    const uint8_t *consts;                 /* constant pool: constant int8 operands */
     uint32_t consts_size;
     const et_op_t *ops;
     uint32_t op_count;

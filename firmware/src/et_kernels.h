@@ -60,7 +60,7 @@ et_status_t et_fully_connected(const et_op_t *op, const et_tensor_t *w, const in
 void et_add(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);
 void et_mul(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);
 void et_hard_swish(const et_op_t *op, const int8_t *in, int8_t *out);
-void et_mean(const et_op_t *op, const int8_t *in, int8_t *out, const uint8_t *table);
+void et_mean(const et_op_t *op, const int8_t *in, int8_t *out);
 void et_pad(const et_op_t *op, const int8_t *in, int8_t *out);
 
 #endif /* ET_KERNELS_H */

@@ -95,23 +95,20 @@ void et_hard_swish(const et_op_t *op, const int8_t *in, int8_t *out) {
 
 /* -- MEAN over H and W ---------------------------------------------------- */
 
-/* out = -128 + #{i < 255 : table[i] <= sum}: the host tabulated TFLM's
- * float32 mean-and-requantize as a monotone step function of the raw sum. */
-void et_mean(const et_op_t *op, const int8_t *in, int8_t *out, const uint8_t *table) {
+void et_mean(const et_op_t *op, const int8_t *in, int8_t *out) {
     const et_dims_t *d = &op->in0.dims;
+    const et_mean_params_t *p = &op->p.mean;
     const int32_t plane = d->h * d->w;
     for (int32_t n = 0; n < d->n; n++)
         for (int32_t c = 0; c < d->c; c++) {
             const int8_t *x = in + n * plane * d->c + c;
             int32_t sum = 0;
-            for (int32_t p = 0; p < plane; p++) sum += x[p * d->c];
-            uint32_t lo = 0, hi = 255;
-            while (lo < hi) {
-                const uint32_t mid = (lo + hi) / 2;
-                if (et_read_i32(table + 4u * mid) <= sum) lo = mid + 1;
-                else hi = mid;
-            }
-            out[n * d->c + c] = (int8_t)(-128 + (int32_t)lo);
+            for (int32_t i = 0; i < plane; i++) sum += x[i * d->c];
+            int32_t y;
+            if (p->same_quant) y = sum / plane;          /* C division truncates, as TFLM's */
+            else y = et_clamp(et_mbqm(sum - p->in_zero_point * plane, p->multiplier, (int)p->shift) +
+                              p->out_zero_point, INT8_MIN, INT8_MAX);
+            out[n * d->c + c] = (int8_t)y;
         }
 }
 

@@ -115,7 +115,8 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
     case ET_OP_MEAN:
         return op->in0.dims.n == op->out.dims.n && op->in0.dims.c == op->out.dims.c && op->out.dims.h == 1 &&
                op->out.dims.w == 1 && !tref_overlap(&op->in0, &op->out) &&
-               (uint64_t)op->p.mean.table_offset + 4u * 255u <= m->consts_size ? ET_OK : ET_ERR_MODEL;
+               op->p.mean.count == op->in0.dims.h * op->in0.dims.w && op->p.mean.shift >= -31 &&
+               op->p.mean.shift <= 31 ? ET_OK : ET_ERR_MODEL;
     case ET_OP_PAD: {
         const et_dims_t *i = &op->in0.dims, *o = &op->out.dims, *b = &op->p.pad.before;
         return b->n >= 0 && b->h >= 0 && b->w >= 0 && b->c >= 0 && b->n + i->n <= o->n && b->h + i->h <= o->h &&
@@ -167,7 +168,7 @@ static et_status_t run_op(et_runtime_t *rt, const et_op_t *op) {
     case ET_OP_ADD: et_add(op, in0, in1, out); return ET_OK;
     case ET_OP_MUL: et_mul(op, in0, in1, out); return ET_OK;
     case ET_OP_HARD_SWISH: et_hard_swish(op, in0, out); return ET_OK;
-    case ET_OP_MEAN: et_mean(op, in0, out, rt->model->consts + op->p.mean.table_offset); return ET_OK;
+    case ET_OP_MEAN: et_mean(op, in0, out); return ET_OK;
     case ET_OP_PAD: et_pad(op, in0, out); return ET_OK;
     case ET_OP_COPY: memmove(out, in0, (size_t)dims_count(&op->out.dims)); return ET_OK;
     default: return ET_ERR_OP;
