@@ -1,7 +1,8 @@
 """Test helpers: generate + compile the C runtime for a .tflite, run it, run TFLM on the same inputs.
 
 Usage:
-    exe, report = build_runtime(tflite_path, tmp_path, sanitize=True)
+    objs = runtime_objects(tmp_dir, sanitize=True)      # once per session
+    exe, report = build_runtime(tflite_path, tmp_path, objs, sanitize=True)
     rc, out = run_runtime(exe, inputs_int8)            # inputs (N, ...) int8 -> outputs (N, D) int8
     ref = run_tflm(tflite_path, inputs_int8)           # TFLM's reference kernels, same shape
 
@@ -25,21 +26,33 @@ CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
-def compile_runtime(gen_dir: Path, exe: Path, sanitize: bool = False) -> Path:
-    srcs = sorted(str(p) for p in (ROOT / "firmware/src").glob("*.c"))
+def runtime_objects(work: Path, sanitize: bool = False) -> list[Path]:
+    """Compile the runtime sources and the test driver once into object files."""
+    work.mkdir(parents=True, exist_ok=True)
     flags = CFLAGS + (SANITIZE if sanitize else ["-O2"])
-    subprocess.run(["gcc", *flags, f"-I{ROOT / 'firmware/include'}", f"-I{ROOT / 'firmware/src'}",
-                    f"-I{gen_dir}", *srcs, str(gen_dir / "et_model.c"),
-                    str(ROOT / "firmware/tests/et_runtime_main.c"), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
+    objs = []
+    for src in sorted((ROOT / "firmware/src").glob("*.c")) + [ROOT / "firmware/tests/et_runtime_main.c"]:
+        obj = work / (src.stem + ".o")
+        subprocess.run(["gcc", *flags, f"-I{ROOT / 'firmware/include'}", f"-I{ROOT / 'firmware/src'}",
+                        "-c", str(src), "-o", str(obj)], check=True, capture_output=True, text=True)
+        objs.append(obj)
+    return objs
+
+
+def compile_model(gen_dir: Path, exe: Path, objs: list[Path], sanitize: bool = False) -> Path:
+    flags = CFLAGS + (SANITIZE if sanitize else ["-O2"])
+    r = subprocess.run(["gcc", *flags, f"-I{ROOT / 'firmware/include'}", f"-I{gen_dir}",
+                        str(gen_dir / "et_model.c"), *map(str, objs), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
     return exe
 
 
-def build_runtime(tflite_path: Path, work: Path, sanitize: bool = False, **gen_kwargs):
+def build_runtime(tflite_path: Path, work: Path, objs: list[Path], sanitize: bool = False, **gen_kwargs):
     """(executable, codegen report) for the model; gen_kwargs go to generate_model_sources."""
     gen = Path(work) / "gen"
     report = generate_model_sources(Path(tflite_path), gen, name="et_model", **gen_kwargs)
-    exe = compile_runtime(gen, Path(work) / ("et_run_asan" if sanitize else "et_run"), sanitize)
+    exe = compile_model(gen, Path(work) / ("et_run_asan" if sanitize else "et_run"), objs, sanitize)
     return exe, report
 
 

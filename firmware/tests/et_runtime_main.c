@@ -16,8 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "et_model.h"
 #include "et_runtime.h"
+
+extern const et_model_t et_model;   /* generated (entropi_tiny.codegen), linked in */
 
 static uint8_t *read_file(const char *path, long *size) {
     FILE *f = fopen(path, "rb");
