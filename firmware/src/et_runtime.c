@@ -48,6 +48,13 @@ static int inplace_ok(const et_tref_t *in, const et_tref_t *out) {
     return !tref_overlap(in, out) || (in->offset == out->offset && same_dims(&in->dims, &out->dims));
 }
 
+static int shift_ok(int32_t s, int32_t lo, int32_t hi) { return s >= lo && s <= hi; }
+
+static int add_params_ok(const et_add_params_t *p) {
+    return p->left_shift >= 0 && p->left_shift <= 20 && shift_ok(p->in1_shift, -31, 0) &&
+           shift_ok(p->in2_shift, -31, 0) && shift_ok(p->out_shift, -31, 0);
+}
+
 static int broadcastable(const et_dims_t *in, const et_dims_t *out) {
     return (in->n == out->n || in->n == 1) && (in->h == out->h || in->h == 1) &&
            (in->w == out->w || in->w == 1) && (in->c == out->c || in->c == 1);
@@ -98,6 +105,7 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
             return ET_ERR_MODEL;
         if (op->flags & ET_FUSED_ADD)
             return op->kind != ET_OP_FULLY_CONNECTED && same_dims(&op->in1.dims, &op->out.dims) &&
+                   add_params_ok(&op->p.conv.add) &&
                    (!in1_arena || (inplace_ok(&op->in1, &op->out) && !tref_overlap(&op->in1, &op->in0)))
                    ? ET_OK : ET_ERR_MODEL;
         return ET_OK;
@@ -106,7 +114,7 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
     case ET_OP_MUL:
         return broadcastable(&op->in0.dims, &op->out.dims) && broadcastable(&op->in1.dims, &op->out.dims) &&
                inplace_ok(&op->in0, &op->out) && (!in1_arena || inplace_ok(&op->in1, &op->out)) &&
-               (op->kind == ET_OP_MUL || (op->p.add.left_shift >= 0 && op->p.add.left_shift <= 20))
+               (op->kind == ET_OP_MUL ? shift_ok(op->p.mul.out_shift, -31, 30) : add_params_ok(&op->p.add))
                ? ET_OK : ET_ERR_MODEL;
     case ET_OP_HARD_SWISH:
         return same_dims(&op->in0.dims, &op->out.dims) && inplace_ok(&op->in0, &op->out) &&
@@ -115,8 +123,8 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
     case ET_OP_MEAN:
         return op->in0.dims.n == op->out.dims.n && op->in0.dims.c == op->out.dims.c && op->out.dims.h == 1 &&
                op->out.dims.w == 1 && !tref_overlap(&op->in0, &op->out) &&
-               op->p.mean.count == op->in0.dims.h * op->in0.dims.w && op->p.mean.shift >= -31 &&
-               op->p.mean.shift <= 31 ? ET_OK : ET_ERR_MODEL;
+               op->p.mean.count == op->in0.dims.h * op->in0.dims.w && shift_ok(op->p.mean.shift, -31, 30)
+               ? ET_OK : ET_ERR_MODEL;
     case ET_OP_PAD: {
         const et_dims_t *i = &op->in0.dims, *o = &op->out.dims, *b = &op->p.pad.before;
         return b->n >= 0 && b->h >= 0 && b->w >= 0 && b->c >= 0 && b->n + i->n <= o->n && b->h + i->h <= o->h &&

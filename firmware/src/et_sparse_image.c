@@ -117,6 +117,9 @@ et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
     t->input_zero_point = (int8_t)e[96]; t->output_zero_point = (int8_t)e[97];
     t->act_min = (int8_t)e[98]; t->act_max = (int8_t)e[99];
     if (t->act_min > t->act_max) return ET_ERR_ENTRY;
+    /* Kernels shift by these amounts: keep them where the fixed-point helpers are defined. */
+    for (uint32_t r = 0; r < t->live_channels; r++)
+        if (t->shift[r] < -31 || t->shift[r] > 30) return ET_ERR_ENTRY;
     return ET_OK;
 }
 

@@ -35,23 +35,26 @@ static uint8_t *read_file(const char *path, long *size) {
 int main(int argc, char **argv) {
     if (argc < 3 || argc > 4) { fprintf(stderr, "usage: %s INPUTS OUT [IMAGE]\n", argv[0]); return 2; }
     et_model_t model = et_model;
-    long in_size = 0, image_size = 0;
-    uint8_t *inputs = read_file(argv[1], &in_size), *image = NULL;
-    if (!inputs || in_size % model.input_bytes) return 2;
+    long in_size = 0, image_size = 0, n = 0;
+    int rc = 0;
+    uint8_t *inputs = read_file(argv[1], &in_size), *image = NULL, *arena = NULL;
+    int8_t *outputs = NULL;
+    if (!inputs || in_size % model.input_bytes) { rc = 2; goto done; }
     if (argc == 4) {
-        if (!(image = read_file(argv[3], &image_size))) return 2;
+        if (!(image = read_file(argv[3], &image_size))) { rc = 2; goto done; }
         model.image = image;
         model.image_size = (uint32_t)image_size;
     }
-    uint8_t *arena = malloc(model.arena_size ? model.arena_size : 1);
+    arena = malloc(model.arena_size ? model.arena_size : 1);
     et_runtime_t rt;
     et_status_t s = et_runtime_init(&rt, &model, arena, model.arena_size);
     if (s != ET_OK) {
         fprintf(stderr, "init: %s (op %u)\n", et_status_name(s), (unsigned)rt.failed_op);
-        return 10 + (int)s;
+        rc = 10 + (int)s;
+        goto done;
     }
-    long n = in_size / model.input_bytes;
-    int8_t *outputs = malloc((size_t)n * model.output_bytes + 1);
+    n = in_size / model.input_bytes;
+    outputs = malloc((size_t)n * model.output_bytes + 1);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long i = 0; i < n; i++) {
@@ -59,7 +62,8 @@ int main(int argc, char **argv) {
         s = et_runtime_invoke(&rt);
         if (s != ET_OK) {
             fprintf(stderr, "invoke: %s (op %u)\n", et_status_name(s), (unsigned)rt.failed_op);
-            return 40 + (int)s;
+            rc = 40 + (int)s;
+            goto done;
         }
         memcpy(outputs + i * model.output_bytes, et_runtime_output(&rt), model.output_bytes);
     }
@@ -67,11 +71,13 @@ int main(int argc, char **argv) {
     if (getenv("ET_TIME"))
         printf("seconds_per_image %.9f\n", ((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9) / (double)n);
     FILE *f = fopen(argv[2], "wb");
-    if (!f || fwrite(outputs, 1, (size_t)n * model.output_bytes, f) != (size_t)n * model.output_bytes) return 2;
+    if (!f) { rc = 2; goto done; }
+    if (fwrite(outputs, 1, (size_t)n * model.output_bytes, f) != (size_t)n * model.output_bytes) rc = 2;
     fclose(f);
+done:
     free(outputs);
     free(arena);
     free(inputs);
     free(image);
-    return 0;
+    return rc;
 }
