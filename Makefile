@@ -31,8 +31,14 @@ $(STAMP): requirements.lock pyproject.toml
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# The pipeline on the built-in data with the quick preset; every stage skips
+# itself when its outputs exist, so a second `make demo` is instant.
 demo: setup
 	$(VENV)/bin/entropi-tiny prune --preset quick
+	$(VENV)/bin/entropi-tiny select --preset quick
+	$(VENV)/bin/entropi-tiny transfer --preset quick --all-levels
+	$(VENV)/bin/entropi-tiny report --preset quick
+	$(VENV)/bin/entropi-tiny export --preset quick
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from . import atomic
 from .config import PRESETS, Config, load_config
 from .errors import UserError
 from .paths import DEFAULT_RUN_DIR, RunPaths
@@ -159,6 +160,101 @@ def profile(as_json: bool, batch: int, classes: int, run_dir: str | None) -> Non
 
     rows = profile_rows(batch, classes, RunPaths(Path(run_dir)) if run_dir else None)
     click.echo(json.dumps(rows, indent=2) if as_json else table2_text(rows))
+
+
+@cli.command("export")
+@common_options
+@click.option("--level", type=int, default=None,
+              help="Level to export (default: the entropy-selected one).")
+@click.option("--tflite", "tflite", type=click.Path(dir_okay=False), default=None,
+              help="Derive the sparse image from this int8 .tflite instead of a level.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
+def export_cmd(cfg: Config, paths: RunPaths, quiet: bool, level: int | None, tflite: str | None,
+               as_json: bool) -> None:
+    """Int8 TFLite (verified in TFLM), ONNX and the sparse weight image of an encoder."""
+    from .export.sparse_image import format_report
+    from .pipeline import run_export
+
+    s = run_export(cfg, paths, level=level, quiet=quiet, tflite=tflite)
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    if quiet:
+        return
+    click.echo(format_report(s["sparse_image"]))
+    if s["level"] is None:
+        click.echo(f"{s['source']} -> {paths.sparse_image}: {s['sparse_image_bytes']:,} B "
+                   f"({s['bytes_per_nnz']:.3f} B per non-zero)")
+    else:
+        click.echo(f"level {s['level']} (alpha {s['alpha']:.4f}) -> {paths.export_dir}\n"
+                   f"  {s['files']['tflite']}: {s['tflite_bytes']:,} B, TFLM arena "
+                   f"{s['tflm_arena_bytes']:,} B, TFLM == LiteRT reference: "
+                   f"{s['tflm_bitexact_litert_ref']}\n"
+                   f"  int8 vs float features: cosine mean {s['int8_cosine_mean']:.5f}, "
+                   f"min {s['int8_cosine_min']:.5f}\n"
+                   f"  {s['files']['sparse_image']}: {s['sparse_image_bytes']:,} B for "
+                   f"{s['nonzero_weights']:,} non-zeros ({s['bytes_per_nnz']:.3f} B per non-zero)")
+
+
+@cli.command()
+@click.option("--board", default="nucleo-f746", show_default=True, help="Target board.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (same as --run-dir).")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
+def build(cfg: Config, paths: RunPaths, quiet: bool, board: str, out: str | None,
+          as_json: bool) -> None:
+    """Flash-ready firmware for a board (and its QEMU twin), running missing stages first."""
+    from .build import run_build
+
+    if out is not None:
+        paths = RunPaths(Path(out))
+    s = run_build(cfg, paths, board, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+    elif not quiet:
+        click.echo(_build_table(s, paths))
+
+
+def _build_table(s: dict, paths: RunPaths) -> str:
+    lines = [f"{s['arch']} w={s['width']:g} level {s['level']} alpha {s['alpha']:.4f}: arena "
+             f"{s['arena_bytes']:,} B (TFLM: {s['tflm_arena_bytes']:,} B), head state "
+             f"{s['head_memory']['state_bytes']:,} B + feature cache "
+             f"{s['head_memory']['cache_bytes']:,} B",
+             f"{'image':<24} {'flash used':>12} {'of':>10} {'static RAM':>11} {'stack':>7} {'of':>9}"]
+    for name, b in s["boards"].items():
+        lines.append(f"{name:<24} {b['flash_used']:>12,} {b['flash_budget']:>10,} "
+                     f"{b['ram_static']:>11,} {b['stack_bytes']:>7,} {b['ram_budget']:>9,}")
+    lines.append(f"flash {paths.board_dir(s['board']) / 'firmware.bin'} (see README: Flashing)")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False), default=str(DEFAULT_RUN_DIR))
+@click.option("--stream", is_flag=True, help="Also stream samples over the emulated UART.")
+@click.option("--timeout", default=600.0, show_default=True, help="Wall-clock limit in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print emulator.json.")
+def emulate(run_dir: str, stream: bool, timeout: float, as_json: bool) -> None:
+    """Run the board's QEMU twin headless and write emulator.json."""
+    from .emulate import run_emulate
+
+    paths = RunPaths(Path(run_dir))
+    result = run_emulate(paths, stream=False, timeout=timeout)
+    if stream:
+        result["stream"] = run_emulate(paths, stream=True, timeout=timeout)["stream"]
+    atomic.write_json(paths.emulator_json, result)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    keys = ("board", "model", "alpha", "flash_bytes", "static_ram_bytes", "stack_high_water_bytes",
+            "arena_bytes", "head_state_bytes", "total_sram_bytes", "instructions_per_inference",
+            "instructions_per_sgd_step", "device_accuracy_before", "device_accuracy_after",
+            "host_accuracy", "budgets_ok")
+    for k in keys:
+        click.echo(f"{k:>28}: {result[k]}")
+    click.echo(f"{'features bit-exact vs TFLM':>28}: {result['features']['bit_exact']} "
+               f"({result['features']['samples']} samples)")
+    click.echo(f"wrote {paths.emulator_json}")
 
 
 def _level_table(rows: list[dict]) -> str:

@@ -80,12 +80,34 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    calib_images: int = 300          # real target train images for int8 calibration
+    check_images: int = 100          # real target test images for the checks
+
+
+@dataclass(frozen=True)
+class FirmwareConfig:
+    train_per_class: int = 20        # embedded training samples per class (flash)
+    test_per_class: int = 10         # embedded test samples per class
+    epochs: int = 10                 # on-device SGD epochs over the embedded samples
+    lr: float = 0.01
+    lr_decay: float = 0.95
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 1
+    seed: int = 0
+    stack_bytes: int = 8192
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: _plain(dataclasses.asdict(getattr(self, f.name))) for f in fields(self)}
@@ -210,6 +232,11 @@ def validate(cfg: Config) -> None:
         raise UserError(f"select.criterion must be 'exact' or 'bound', got '{cfg.select.criterion}'")
     if not 0.0 < cfg.data.test_fraction < 1.0:
         raise UserError("data.test_fraction must be in (0, 1)")
+    if cfg.export.calib_images < 1 or cfg.export.check_images < 1:
+        raise UserError("export.calib_images and export.check_images must be >= 1")
+    f = cfg.firmware
+    if min(f.train_per_class, f.test_per_class, f.epochs, f.batch_size) < 1:
+        raise UserError("firmware.train_per_class, test_per_class, epochs and batch_size must be >= 1")
     t = cfg.transfer
     if t.epochs < 1 or t.batch_size < 1 or not t.seeds:
         raise UserError("transfer.epochs, transfer.batch_size must be >= 1 and seeds non-empty")

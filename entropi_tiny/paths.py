@@ -77,6 +77,54 @@ class RunPaths:
     def profile_json(self) -> Path:
         return self.root / "profile.json"
 
+    # -- export --------------------------------------------------------------
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def onnx(self) -> Path:
+        return self.export_dir / "encoder.onnx"
+
+    @property
+    def tflite(self) -> Path:
+        return self.export_dir / "encoder_int8.tflite"
+
+    @property
+    def sparse_image(self) -> Path:
+        return self.export_dir / "encoder_weights.etsw"
+
+    @property
+    def export_json(self) -> Path:
+        """The export's summary; written last, so it marks a complete export."""
+        return self.export_dir / "export.json"
+
+    # -- firmware ------------------------------------------------------------
+    @property
+    def firmware_dir(self) -> Path:
+        return self.root / "firmware"
+
+    @property
+    def generated_dir(self) -> Path:
+        """Generated C: model tables and schedule, head config, embedded samples."""
+        return self.firmware_dir / "generated"
+
+    def board_dir(self, board: str) -> Path:
+        return self.firmware_dir / board
+
+    @property
+    def samples_npz(self) -> Path:
+        """The embedded samples as the host sees them (int8 inputs, labels)."""
+        return self.generated_dir / "samples.npz"
+
+    @property
+    def build_json(self) -> Path:
+        return self.firmware_dir / "build.json"
+
+    @property
+    def emulator_json(self) -> Path:
+        return self.root / "emulator.json"
+
     def existing_levels(self) -> list[int]:
         """Levels whose final checkpoint exists, in order."""
         if not self.levels_dir.is_dir():

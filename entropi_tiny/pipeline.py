@@ -12,6 +12,8 @@ same, so a stopped stage resumes where it was and a rerun costs nothing.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from tqdm import tqdm
 
 from . import atomic, data
@@ -123,3 +125,71 @@ def _write_transfer(paths, key, done, chosen, dense) -> dict:
               "dense_level": dense, "rows": [done[k] for k in sorted(done)]}
     atomic.write_json(paths.transfer_json, result)
     return result
+
+
+# -- export ------------------------------------------------------------------
+
+def run_export(cfg: Config, paths: RunPaths, level: int | None = None,
+               quiet: bool = False, tflite: Path | None = None) -> dict:
+    """The chosen level's encoder as ONNX, int8 TFLite (verified in TFLM) and
+    sparse weight image. Skipped when export.json says this level is done.
+    With `tflite`, an existing int8 model is the source instead of a level."""
+    if tflite is not None:
+        return _export_from_tflite(paths, Path(tflite))
+    levels = _levels(paths)
+    level = selected_level(cfg, paths, quiet) if level is None else level
+    if level not in levels:
+        raise UserError(f"level {level} has no checkpoint in {paths.root} (levels: {levels})")
+    if paths.export_json.is_file():
+        done = atomic.read_json(paths.export_json)
+        if done.get("level") == level and paths.tflite.is_file() and paths.sparse_image.is_file():
+            return done
+    from .export.pipeline import export_encoder       # loads TensorFlow: only when needed
+    from .export.sparse_image import encode_model
+
+    model, _, meta = load_level(paths.level_checkpoint(level))
+    encoder, _ = split_model(model)
+    target = _target(cfg)
+    calib = data.normalize(target.train.images[:cfg.export.calib_images]).numpy()
+    check = data.normalize(target.test.images[:cfg.export.check_images]).numpy()
+    if not quiet:
+        tqdm.write(f"exporting level {level} (alpha {meta['alpha_actual']:.4f}): "
+                   f"calibrating on {len(calib)} target images")
+    tfl_report = export_encoder(encoder, calib, check, paths.export_dir)
+    image, img_report = encode_model(paths.tflite.read_bytes(), label=str(paths.tflite))
+    atomic.write_bytes(paths.sparse_image, image)
+    summary = {"level": level, "alpha": meta["alpha_actual"], "arch": meta["arch"],
+               "width": meta["width"], "files": {
+                   "onnx": paths.onnx.name, "tflite": paths.tflite.name,
+                   "sparse_image": paths.sparse_image.name},
+               "tflite_bytes": paths.tflite.stat().st_size, "sparse_image_bytes": len(image),
+               "nonzero_weights": img_report["totals"]["nnz"],
+               "bytes_per_nnz": img_report["totals"]["bytes_per_nnz"],
+               "tflm_arena_bytes": tfl_report["tflm_arena_bytes"],
+               "int8_cosine_mean": tfl_report["int8_cosine_mean"],
+               "int8_cosine_min": tfl_report["int8_cosine_min"],
+               "tflm_bitexact_litert_ref": tfl_report["tflm_bitexact_litert_ref"],
+               "sparse_image": img_report, "tflite_report": tfl_report}
+    atomic.write_json(paths.export_json, summary)
+    return summary
+
+
+def _export_from_tflite(paths: RunPaths, tflite: Path) -> dict:
+    """Derive the sparse weight image from a user's int8 .tflite (validated first)."""
+    from .export.sparse_image import encode_model
+    from .export.tflite_ops import check_allowed_ops, parse_tflite
+
+    if not tflite.is_file():
+        raise UserError(f"no such .tflite file: {tflite}")
+    raw = tflite.read_bytes()
+    check_allowed_ops(parse_tflite(tflite))
+    image, img_report = encode_model(raw, label=str(tflite))
+    atomic.write_bytes(paths.tflite, raw)
+    atomic.write_bytes(paths.sparse_image, image)
+    summary = {"level": None, "source": str(tflite), "files": {
+                   "tflite": paths.tflite.name, "sparse_image": paths.sparse_image.name},
+               "tflite_bytes": len(raw), "sparse_image_bytes": len(image),
+               "nonzero_weights": img_report["totals"]["nnz"],
+               "bytes_per_nnz": img_report["totals"]["bytes_per_nnz"], "sparse_image": img_report}
+    atomic.write_json(paths.export_json, summary)
+    return summary

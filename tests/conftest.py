@@ -11,3 +11,17 @@ import torch  # noqa: F401  (import order matters, see above)
 import torchvision  # noqa: F401
 
 sys.modules.setdefault("triton", None)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A real 3-level pruning run on the built-in data (helpers.TINY), made once."""
+    from helpers import TINY, run_cli
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    r = run_cli("prune", "--quiet", "--run-dir", str(root), *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from entropi_tiny.codegen import generate_model_sources
+from entropi_tiny.codegen.model import generate_model_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from entropi_tiny.codegen import generate_model_sources
+from entropi_tiny.codegen.model import generate_model_sources
 from entropi_tiny.codegen.fuse import fuse
 from entropi_tiny.codegen.graph import build_graph
 from entropi_tiny.codegen.plan import plan_arena
@@ -105,7 +105,7 @@ def test_plan_never_overlaps_live_buffers(images):  # noqa: F811
     for arch in ("resnet18", "mobilenet_v3_small"):
         data = encoder(arch, 0.1, calib)
         image = encode_model(data)[0]
-        from entropi_tiny.codegen.emit import _entries
+        from entropi_tiny.codegen.model import _entries
 
         graph = build_graph(read_tflite(data), _entries(image))
         fuse(graph)

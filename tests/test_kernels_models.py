@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from entropi_tiny.codegen import generate_model_sources
+from entropi_tiny.codegen.model import generate_model_sources
 from entropi_tiny.config import DataConfig
 from entropi_tiny.data import load_task, normalize
 from entropi_tiny.export import sparse_format as fmt

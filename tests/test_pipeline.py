@@ -13,11 +13,8 @@ HEAD = ("--set", "transfer.epochs=5", "--set", "transfer.lr=0.001", "--set", "tr
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    r = run_cli("prune", "--quiet", "--run-dir", str(root), *TINY)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return root
+def run(tiny_run):
+    return tiny_run
 
 
 def test_select_writes_table_and_picks_the_argmax(run):

@@ -1,1 +1,15 @@
-"""Export: from trained PyTorch encoders to the files the firmware reads."""
+"""Export a trained (possibly pruned) encoder: float ONNX, full-int8 TFLite for TFLM,
+and our sparse weight image.
+
+Usage:
+    from entropi_tiny.export.pipeline import export_encoder
+    report = export_encoder(encoder, calib_images, check_images, out_dir)
+
+Modules, in pipeline order: fold (BatchNorm into conv), onnx_export (+ onnxruntime
+check), onnx_to_tf (NHWC TF graph), tflite (int8 conversion), tflite_ops (op
+inspection and the allowed-op check), tflm (TFLM / LiteRT runs, arena size),
+weights (pruned zeros stay zeros), pipeline (all of it, with the report); then
+tflite_model + flatbuf (a bounds-checked .tflite reader), sparse_* (the sparse
+weight image, docs/sparse_image.md). This file imports nothing, so reading a
+sparse image never loads TensorFlow; modules that do import torch first.
+"""
