@@ -151,3 +151,23 @@ def test_resnet18_full_width_arena_is_at_most_half_of_tflm(tmp_path, images):
     assert report["arena_size"] <= TFLM_RESNET18_ARENA // 2
     # Two 32x32x64 activations plus one int32 accumulator plane is the floor for a residual block.
     assert report["arena_size"] >= 2 * 32 * 32 * 64 + 4 * 32 * 32
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+def test_project_exporter_encoder_bit_exact(tmp_path, objs, images, arch):
+    """The project's own ONNX -> int8 TFLite exporter's output runs bit-exact too."""
+    from entropi_tiny.export.pipeline import TFLITE_NAME, export_encoder
+    from entropi_tiny.models import split_model
+
+    calib, real = images
+    torch.manual_seed(1)
+    model = build_model(arch, 10, 0.25)
+    randomize_bn(model, seed=1)
+    prune_global(model, 0.05)
+    enc, _ = split_model(model)
+    export_encoder(enc.eval(), calib, real[:8], tmp_path / "export", find_arena=False)
+    path = tmp_path / "export" / TFLITE_NAME
+    exe, _ = build_runtime(path, tmp_path, objs)
+    x = inputs_for(path.read_bytes(), real)
+    rc, out = run_runtime(exe, x)
+    assert rc == 0 and np.array_equal(out, run_tflm(path, x))
