@@ -87,6 +87,14 @@ et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
         (t->encoding == ET_ZERO) != (live == 0) || t->nnz > live * k || t->nnz < live ||
         (t->encoding == ET_DELTA8 && t->delta_t == 0) || (t->flags & ~3u))
         return ET_ERR_ENTRY;
+    /* The shape must be what channels x channel_len describe: kernels index inputs by position. */
+    uint64_t count = 1;
+    for (int d = 0; d < t->rank; d++) {
+        if (t->shape[d] < 1 || t->shape[d] > (int32_t)ET_MAX_ELEMENTS) return ET_ERR_ENTRY;
+        count *= (uint64_t)t->shape[d];
+        if (count > ET_MAX_ELEMENTS) return ET_ERR_ENTRY;
+    }
+    if (count != c * k || (uint64_t)t->shape[t->channel_axis] != c) return ET_ERR_ENTRY;
     int has_table = t->encoding >= ET_BITMASK;
     if (has_table ? (w != 2 && w != 4) : w != 0) return ET_ERR_ENTRY;
     t->positions_size = rd_u32(e + 60);
