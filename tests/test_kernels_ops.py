@@ -144,7 +144,7 @@ def test_sanitizer_build(tmp_path, asan_objs, case):
     elif case == "eltwise":
         for name in ("add_broadcast_relu", "mul_scalar_const", "mean", "pad", "hard_swish"):
             kind, shape, kw, _ = ELTWISE[name]
-            check(tmp_path / name if (tmp_path / name).mkdir() is None else tmp_path, asan_objs, kind, shape,
-                  1.0, ASYM, **kw)
+            (tmp_path / name).mkdir()
+            check(tmp_path / name, asan_objs, kind, shape, 1.0, ASYM, **kw)
     else:
         check(tmp_path, asan_objs, "block", (1, 6, 6, 4), 0.1, ASYM, cout=5)
