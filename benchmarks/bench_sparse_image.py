@@ -109,7 +109,6 @@ def run(tf, alpha: float, init: str) -> dict:
     sparse = convert(tf, model, sparse=True)
     image, report = encode_model(dense)
     t = report["totals"]
-    lean = encode_model(dense, requant=False)[1]["totals"]
     nnz = t["nnz"]
     row = {
         "alpha": alpha, "init": init,
@@ -118,7 +117,7 @@ def run(tf, alpha: float, init: str) -> dict:
         "dense_tflite_bytes": len(dense),
         "tflite_sparse_bytes": len(sparse), "tflite_sparse_bytes_per_nnz": len(sparse) / nnz,
         "bytes": t["bytes"], "bytes_per_nnz": t["bytes_per_nnz"],
-        "bytes_without_requant": lean["bytes"], "bytes_per_nnz_without_requant": lean["bytes_per_nnz"],
+        "channels": t["channels"], "live_channels": t["live_channels"],
         "weight_bytes": t["weight_bytes"], "weight_bytes_per_nnz": t["weight_bytes_per_nnz"],
         "param_bytes": t["param_bytes"], "header_bytes": t["header_bytes"],
         "encodings": t["encodings"], "seconds": round(time.time() - t0, 1),
@@ -127,8 +126,8 @@ def run(tf, alpha: float, init: str) -> dict:
     }
     print(f"alpha={alpha:<7} init={init:<11} nnz={nnz:>8}  dense.tflite={len(dense):>9} B  "
           f"tflite-sparse={len(sparse):>9} B ({len(sparse) / nnz:.2f} B/nnz)  "
-          f"image={t['bytes']:>9} B ({t['bytes_per_nnz']:.3f} B/nnz; without requant "
-          f"{lean['bytes_per_nnz']:.3f}; weights only {t['weight_bytes_per_nnz']:.3f})  {t['encodings']}", flush=True)
+          f"image={t['bytes']:>9} B ({t['bytes_per_nnz']:.3f} B/nnz; weights only "
+          f"{t['weight_bytes_per_nnz']:.3f}; live channels {t['live_channels']}/{t['channels']})  {t['encodings']}", flush=True)
     return row
 
 
@@ -149,13 +148,13 @@ def main(argv=None) -> None:
         "target_bytes_per_nnz": TARGET,
         "bytes_per_nnz": head["bytes_per_nnz"], "alpha": head["alpha"],
         "meets_target": head["bytes_per_nnz"] <= TARGET,
-        "bytes_per_nnz_without_requant": head["bytes_per_nnz_without_requant"],
+        "image_format_version": 2,
         "weight_bytes_per_nnz": head["weight_bytes_per_nnz"],
         "notes": ("nnz counts every stored weight (pruned convs + the dense 512x10 FC); bytes is the "
-                  "whole image: header, directory, offset tables, positions, values, int32 biases, "
-                  "float32 scales, int32 multipliers and int8 shifts. *_without_requant: the same image "
-                  "without the precomputed multipliers/shifts (derivable on device from the scales). "
-                  "weight_bytes: offset tables, positions and values only."),
+                  "whole image (format v2): header, directory, live-channel bitmaps, offset tables, "
+                  "positions, values, and everything the device needs to requantize: per live output "
+                  "channel an int32 folded bias, int32 multiplier and int8 shift, per dead (all-zero) "
+                  "channel its int8 output constant. weight_bytes: offset tables, positions and values only."),
         "runs": runs,
     })
     print(f"wrote {args.out}")

@@ -105,7 +105,7 @@ def head_spec_from_dict(d: dict):
 
 def generate_sources(cfg: Config, paths: RunPaths) -> dict:
     """Model tables + schedule + arena plan, head config, embedded samples."""
-    from .codegen.emit import generate_model_sources
+    from .codegen.model import generate_model_sources
     from .codegen.head import generate_head_sources
     from .codegen.samples import generate_sample_sources
 

@@ -9,7 +9,10 @@ import pytest
 
 from entropi_tiny.errors import UserError
 from entropi_tiny.export import sparse_format as fmt
-from entropi_tiny.export.sparse_image import WeightSpec, decode_image, encode_model, encode_tensors, read_image
+from entropi_tiny.export.sparse_image import (
+    Requant, WeightSpec, decode_image, encode_model, encode_tensors, read_image,
+)
+from entropi_tiny.export.tflm_math import mbqm, quantize_multiplier
 from entropi_tiny.export.tflite_model import read_tflite
 
 from keras_models import DENSITIES, pruned_cnn_tflite
@@ -26,6 +29,9 @@ SHAPES = {  # name: (shape, channel axis, op)
 }
 
 
+REQUANT = Requant(0.02, 0.05, -3, 7, -10, 120)
+
+
 def random_spec(shape, axis, op, density, seed=0, index=0):
     rng = np.random.default_rng(seed)
     w = rng.integers(1, 128, shape) * rng.choice([-1, 1], shape)
@@ -33,8 +39,29 @@ def random_spec(shape, axis, op, density, seed=0, index=0):
     c = shape[axis]
     return WeightSpec(tensor_index=index, weights=w, channel_axis=axis, op=op,
                       scales=rng.uniform(1e-4, 1e-2, c).astype(np.float32), zero_points=np.zeros(c, np.int64),
-                      bias=rng.integers(-2**31, 2**31 - 1, c).astype(np.int32), bias_index=100 + index,
-                      requant=(0.02, 0.05, -3, 7), name=f"t{index}")
+                      bias=rng.integers(-2**30, 2**30, c).astype(np.int32), bias_index=100 + index,
+                      requant=REQUANT, name=f"t{index}")
+
+
+def expected_params(spec):
+    """Live mask, folded biases, multipliers, shifts, dead constants, computed independently."""
+    cm = np.moveaxis(spec.weights, spec.channel_axis, 0).reshape(spec.weights.shape[spec.channel_axis], -1)
+    live = cm.any(axis=1)
+    rq = spec.requant
+    folded = spec.bias.astype(np.int64) - rq.input_zero_point * cm.astype(np.int64).sum(axis=1)
+    scales = np.broadcast_to(spec.scales, live.shape)
+    pairs = [quantize_multiplier(float(np.float32(rq.input_scale)) * float(s) / float(np.float32(rq.output_scale)))
+             for s in scales]
+    consts = [min(max(mbqm(int(folded[o]), *pairs[o]) + rq.output_zero_point, rq.act_min), rq.act_max)
+              for o in np.flatnonzero(~live)]
+    return live, folded[live], np.array([m for m, _ in pairs])[live], np.array([s for _, s in pairs])[live], consts
+
+
+def assert_params(t, spec):
+    live, bias, mult, shift, consts = expected_params(spec)
+    assert np.array_equal(t.live, live) and np.array_equal(t.bias, bias)
+    assert np.array_equal(t.multipliers, mult) and np.array_equal(t.shifts, shift)
+    assert np.array_equal(t.constants, consts)
 
 
 def resign(image: bytes) -> bytes:
@@ -63,7 +90,7 @@ def test_round_trip_every_encoding(name, density):
         image, report = encode_tensors([spec], allowed)
         t = read_image(image)[0]
         assert t.weights.dtype == np.int8 and np.array_equal(t.weights, spec.weights), allowed
-        assert np.array_equal(t.bias, spec.bias) and np.array_equal(t.scales, spec.scales)
+        assert_params(t, spec)
         assert t.nnz == report["totals"]["nnz"] == np.count_nonzero(spec.weights)
         assert report["totals"]["bytes"] == len(image) and len(image) % 4 == 0
 
@@ -81,7 +108,7 @@ def test_delta8_long_gaps_and_big_offsets():
     w = np.zeros((40, 5000), np.int8)
     w[:, [0, 300, 4999]] = 5
     w[:, 1000:2800] = -7          # 72k non-zeros: value offsets need 32 bits
-    spec = WeightSpec(0, w, 0, np.ones(1, np.float32), np.zeros(1), op=fmt.OP_FULLY_CONNECTED)
+    spec = WeightSpec(0, w, 0, np.ones(1, np.float32), np.zeros(1), REQUANT, op=fmt.OP_FULLY_CONNECTED)
     for allowed in ([fmt.DELTA8], [fmt.DELTA4], [fmt.BITMASK]):
         image, _ = encode_tensors([spec], allowed)
         assert np.array_equal(decode_image(image)[0], w)
@@ -95,14 +122,20 @@ def test_real_model_round_trip(model_bytes):
     tensors = read_image(image)
     assert sorted(r["encoding"] for r in report["tensors"]) == sorted(
         ["DENSE", "BITMASK", "DELTA4", "DELTA8", "ZERO", "DENSE"])
+    zero = next(r for r in report["tensors"] if r["encoding"] == "ZERO")
+    c = zero["channels"]    # a ZERO tensor costs its live bitmap and one constant per channel
+    assert zero["live_channels"] == 0 and zero["param_bytes"] == fmt.pad4((c + 7) // 8) + fmt.pad4(c)
     assert len(tensors) == len(DENSITIES)
     for op in model.operators:
         if op.opcode in fmt.OP_CODES:
             t = tensors[op.inputs[1]]
             assert np.array_equal(t.weights, model.tensors[op.inputs[1]].array())
-            assert np.array_equal(t.scales, model.tensors[op.inputs[1]].quantization.scale)
-            if op.inputs[2] >= 0:
-                assert np.array_equal(t.bias, model.tensors[op.inputs[2]].array())
+            w = model.tensors[op.inputs[1]]
+            bias = model.tensors[op.inputs[2]].array() if op.inputs[2] >= 0 else np.zeros(t.live.size)
+            cm = np.moveaxis(t.weights, t.channel_axis, 0).reshape(t.live.size, -1).astype(np.int64)
+            zp_in = model.tensors[op.inputs[0]].quantization.zero_point[0]
+            assert np.array_equal(t.bias, (bias - zp_in * cm.sum(axis=1))[t.live])
+            assert t.per_tensor_scale == (w.quantization.scale.size == 1)
 
 
 def test_tflite_reader_matches_litert(model_bytes):
@@ -141,13 +174,13 @@ def test_corrupt_image_truncated(small_image, cut):
 def test_corrupt_image_header_fields(small_image):
     with pytest.raises(UserError, match="magic"):
         decode_image(b"XXXX" + small_image[4:])
-    with pytest.raises(UserError, match="version 2 is not supported"):
-        decode_image(small_image[:4] + struct.pack("<H", 2) + small_image[6:])
+    with pytest.raises(UserError, match="version 1 is not supported"):
+        decode_image(small_image[:4] + struct.pack("<H", 1) + small_image[6:])
     with pytest.raises(UserError, match="byte order"):
         decode_image(small_image[:8] + b"\x01\x02" + small_image[10:])
 
 
-@pytest.mark.parametrize("field", ["values_off", "positions_off", "scale_off", "end_off"])
+@pytest.mark.parametrize("field", ["values_off", "positions_off", "bias_off", "end_off"])
 def test_corrupt_image_offset_past_end(small_image, field):
     for i in range(5):
         pos = fmt.HEADER_SIZE + fmt.ENTRY_SIZE * i
@@ -222,7 +255,27 @@ def test_model_without_weights_or_int8_is_refused(model_bytes):
     (1 - 2**-33, (1 << 30, 1)), (2**-40, (0, 0)), (0.0001, (1759218604, -13)),
 ])
 def test_quantize_multiplier(real, expect):
-    assert fmt.quantize_multiplier(real) == expect
+    assert quantize_multiplier(real) == expect
+
+
+def test_dead_channels_store_only_a_constant():
+    spec = random_spec((16, 3, 3, 8), 0, fmt.OP_CONV_2D, 0.05, seed=3)
+    spec.weights[[1, 5, 6]] = 0
+    image, report = encode_tensors([spec])
+    t = read_image(image)[0]
+    assert report["totals"]["live_channels"] == int(spec.weights.reshape(16, -1).any(1).sum())
+    assert t.constants.size == 16 - t.live.sum() >= 3 and not t.live[[1, 5, 6]].any()
+    assert_params(t, spec)
+    dense = encode_tensors([random_spec((16, 3, 3, 8), 0, fmt.OP_CONV_2D, 1.0, seed=3)])[0]
+    e = fmt.unpack_entry(dense, fmt.HEADER_SIZE)
+    assert not e["flags"] & fmt.HAS_DEAD and e["live_off"] == e["const_off"] == 0
+
+
+def test_nonzero_weight_zero_point_is_refused():
+    spec = random_spec((4, 1, 1, 4), 0, fmt.OP_CONV_2D, 1.0)
+    spec.zero_points = np.ones(4, np.int64)
+    with pytest.raises(UserError, match="zero points must be 0"):
+        encode_tensors([spec])
 
 
 def _tflm_requant(acc, multiplier, shift):
@@ -251,7 +304,8 @@ def test_multipliers_reproduce_litert_fully_connected(model_bytes):
     fc = next(op for op in model.operators if op.opcode == "FULLY_CONNECTED")
     t = read_image(encode_model(model_bytes)[0])[fc.inputs[1]]
     x = interp.get_tensor(fc.inputs[0]).astype(np.int64).reshape(-1)
-    acc = t.weights.astype(np.int64) @ (x - t.requant[2]) + (t.bias if t.bias is not None else 0)
+    assert t.live.all()
+    acc = t.weights.astype(np.int64) @ x + t.bias                  # the input zero point is folded in
     out = np.clip(_tflm_requant(acc, t.multipliers.astype(np.int64), t.shifts.astype(np.int64))
-                  + t.requant[3], -128, 127)
+                  + t.requant[3], t.requant[4], t.requant[5])
     assert np.array_equal(out, interp.get_tensor(fc.outputs[0]).reshape(-1))

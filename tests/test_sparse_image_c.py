@@ -48,17 +48,15 @@ def run_c(exe, image: bytes, tmp_path):
 def parse_dump(raw: bytes) -> dict:
     out, pos = {}, 0
     while pos < len(raw):
-        index, c, k, flags = struct.unpack_from("<4I", raw, pos)
-        pos += 16
+        index, c, k, flags, live = struct.unpack_from("<5I", raw, pos)
+        pos += 20
         entry = {"weights": np.frombuffer(raw, np.int8, c * k, pos).reshape(c, k)}
         pos += c * k
-        if flags & fmt.HAS_BIAS:
-            entry["bias"] = np.frombuffer(raw, "<i4", c, pos)
-            pos += 4 * c
-        if flags & fmt.HAS_REQUANT:
-            entry["multipliers"] = np.frombuffer(raw, "<i4", c, pos)
-            entry["shifts"] = np.frombuffer(raw, "i1", c, pos + 4 * c)
-            pos += 5 * c
+        entry["bias"] = np.frombuffer(raw, "<i4", live, pos)
+        entry["multipliers"] = np.frombuffer(raw, "<i4", live, pos + 4 * live)
+        entry["shifts"] = np.frombuffer(raw, "i1", live, pos + 8 * live)
+        entry["constants"] = np.frombuffer(raw, "i1", c - live, pos + 9 * live)
+        pos += 9 * live + c - live
         out[index] = entry
     return out
 
@@ -70,9 +68,8 @@ def assert_same(exe, image, tmp_path):
     assert got.keys() == want.keys()
     for i, t in want.items():
         assert np.array_equal(got[i]["weights"], channel_major(t.weights, t.channel_axis))
-        for name in ("bias", "multipliers", "shifts"):
-            if getattr(t, name) is not None:
-                assert np.array_equal(got[i][name], getattr(t, name))
+        for name in ("bias", "multipliers", "shifts", "constants"):
+            assert np.array_equal(got[i][name], getattr(t, name)), name
 
 
 def test_c_reader_real_model(dump_exe, tmp_path):
@@ -105,7 +102,7 @@ def test_c_reader_refuses_corrupt_images(dump_exe, tmp_path):
     flipped = bytearray(image)
     flipped[len(image) // 2] ^= 1
     cases = {15: bytes(flipped), 11: image[:-4], 12: b"XXXX" + image[4:],
-             13: image[:4] + b"\x02\x00" + image[6:]}
+             13: image[:4] + b"\x01\x00" + image[6:]}
     e = fmt.unpack_entry(image, fmt.HEADER_SIZE)
     e["positions_off" if e["positions_off"] else "values_off"] = len(image) + 64
     cases[16] = resign(image[:fmt.HEADER_SIZE] + fmt.pack_entry(e) + image[fmt.HEADER_SIZE + fmt.ENTRY_SIZE:])

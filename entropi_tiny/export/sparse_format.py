@@ -4,7 +4,6 @@ Usage:
     hdr = pack_header(tensor_count=3, total_size=n, crc=c)
     fields = unpack_header(data)                # dict, no validation
     entry = pack_entry(fields); fields = unpack_entry(data, offset)
-    q, shift = quantize_multiplier(0.0123)      # TFLM's QuantizeMultiplier
 
 docs/sparse_image.md is the specification; this module is its transcription
 into struct formats. Everything is little-endian; every section starts on a
@@ -12,12 +11,11 @@ into struct formats. Everything is little-endian; every section starts on a
 """
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 
 MAGIC = b"ETSW"
-VERSION = 1
+VERSION = 2
 BYTE_ORDER_MARK = 0x0102          # stored as 02 01; read as 0x0201 on a big-endian host
 NO_TENSOR = 0xFFFFFFFF            # bias_index when the op has no bias
 
@@ -26,11 +24,9 @@ ZERO, DENSE, BITMASK, DELTA8, DELTA4 = range(5)
 ENCODING_NAMES = {ZERO: "ZERO", DENSE: "DENSE", BITMASK: "BITMASK", DELTA8: "DELTA8", DELTA4: "DELTA4"}
 
 # Entry flags.
-HAS_BIAS = 1 << 0
-HAS_ZERO_POINTS = 1 << 1
-HAS_REQUANT = 1 << 2
-PER_TENSOR_SCALE = 1 << 3
-KNOWN_FLAGS = HAS_BIAS | HAS_ZERO_POINTS | HAS_REQUANT | PER_TENSOR_SCALE
+HAS_DEAD = 1 << 0                 # some output channel has no non-zero: live bitmap + constants
+PER_TENSOR_SCALE = 1 << 1         # informational: the weights had one scale for all channels
+KNOWN_FLAGS = HAS_DEAD | PER_TENSOR_SCALE
 
 # TFLite builtin codes of the ops whose weights we store.
 OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 3, 4, 9
@@ -46,19 +42,19 @@ _HEADER_FIELDS = ("magic", "version", "header_size", "byte_order", "entry_size",
                   "tensor_count", "total_size", "crc32", "reserved")
 
 # Directory entry, one per tensor (104 bytes); see docs/sparse_image.md for each field.
-_ENTRY = struct.Struct("<II6BH4iIII" "IIIIIIIIII" "ffii" "I")
+_ENTRY = struct.Struct("<II6BH4iIIII" "IIIIIIIIII" "ff4b" "I")
 ENTRY_SIZE = _ENTRY.size  # 104
 _ENTRY_FIELDS = (
     "tensor_index", "bias_index",
     "encoding", "op", "rank", "channel_axis", "delta_t", "index_width", "flags",
     "shape0", "shape1", "shape2", "shape3",
-    "channels", "channel_len", "nnz",
+    "channels", "live_channels", "channel_len", "nnz",
     "index_off", "index2_off", "positions_off", "positions_size", "values_off",
-    "bias_off", "scale_off", "zero_point_off", "multiplier_off", "shift_off",
-    "input_scale", "output_scale", "input_zero_point", "output_zero_point",
+    "live_off", "bias_off", "multiplier_off", "shift_off", "const_off",
+    "input_scale", "output_scale", "input_zero_point", "output_zero_point", "act_min", "act_max",
     "end_off",
 )
-assert HEADER_SIZE == 32 and ENTRY_SIZE == 104 and len(_ENTRY_FIELDS) == 31
+assert HEADER_SIZE == 32 and ENTRY_SIZE == 104 and len(_ENTRY_FIELDS) == 34
 
 
 def pad4(n: int) -> int:
@@ -88,31 +84,8 @@ def unpack_entry(data: bytes, offset: int) -> dict:
     return dict(zip(_ENTRY_FIELDS, _ENTRY.unpack_from(data, offset)))
 
 
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """(multiplier, shift) with real ~= multiplier * 2**(shift - 31), TFLM's convention.
-
-    Transcribes QuantizeMultiplier in tensorflow/lite/kernels/internal/
-    quantization_util.cc: the significand from frexp in [0.5, 1) is rounded
-    (half away from zero) to Q31; a significand that rounds up to 2**31 is
-    halved with the exponent raised; exponents below -31 flush to (0, 0).
-    Positive shift means a left shift. TFLM computes `real` in double as
-    input_scale * filter_scale / output_scale from the float32 scales.
-    """
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(math.floor(abs(q) * (1 << 31) + 0.5))
-    q_fixed = q_fixed if q >= 0 else -q_fixed
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return q_fixed, shift
-
-
-SECTION_FIELDS = ("index_off", "index2_off", "positions_off", "values_off", "bias_off",
-                  "scale_off", "zero_point_off", "multiplier_off", "shift_off")
+SECTION_FIELDS = ("live_off", "index_off", "index2_off", "positions_off", "values_off", "bias_off",
+                  "multiplier_off", "shift_off", "const_off")
 N_TABLES = {ZERO: 0, DENSE: 0, BITMASK: 1, DELTA8: 1, DELTA4: 2}
 
 
@@ -120,26 +93,27 @@ def layout(e: dict, start: int) -> list[tuple[str, int, int]]:
     """Canonical sections of one tensor as (field, offset, size), starting at `start`.
 
     Sections follow each other in this order, each padded with zero bytes to
-    a multiple of 4: offset table(s), positions, values, bias, scales, zero
-    points, multipliers, shifts. Absent sections are left out (offset 0).
+    a multiple of 4: live bitmap, offset table(s), positions, values, folded
+    biases, multipliers, shifts, dead-channel constants. Absent sections are
+    left out (offset 0). Tables, values and per-channel parameters cover the
+    L live channels only; the constants cover the C - L dead ones.
     """
-    enc, c, w, flags = e["encoding"], e["channels"], e["index_width"], e["flags"]
+    enc, c, live, w = e["encoding"], e["channels"], e["live_channels"], e["index_width"]
     sizes = []
+    if e["flags"] & HAS_DEAD:
+        sizes.append(("live_off", (c + 7) // 8))
     if N_TABLES.get(enc, 0) >= 1:
-        sizes.append(("index_off", (c + 1) * w))
+        sizes.append(("index_off", (live + 1) * w))
     if N_TABLES.get(enc, 0) == 2:
-        sizes.append(("index2_off", (c + 1) * w))
+        sizes.append(("index2_off", (live + 1) * w))
     if enc in (BITMASK, DELTA8, DELTA4):
         sizes.append(("positions_off", e["positions_size"]))
     if enc in (DENSE, BITMASK, DELTA4):
-        sizes.append(("values_off", c * e["channel_len"] if enc == DENSE else e["nnz"]))
-    if flags & HAS_BIAS:
-        sizes.append(("bias_off", 4 * c))
-    sizes.append(("scale_off", 4 * c))
-    if flags & HAS_ZERO_POINTS:
-        sizes.append(("zero_point_off", 4 * c))
-    if flags & HAS_REQUANT:
-        sizes += [("multiplier_off", 4 * c), ("shift_off", c)]
+        sizes.append(("values_off", live * e["channel_len"] if enc == DENSE else e["nnz"]))
+    if live:
+        sizes += [("bias_off", 4 * live), ("multiplier_off", 4 * live), ("shift_off", live)]
+    if e["flags"] & HAS_DEAD:
+        sizes.append(("const_off", c - live))
     out, pos = [], start
     for name, size in sizes:
         out.append((name, pos, size))

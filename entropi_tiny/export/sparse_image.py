@@ -5,14 +5,16 @@ Usage:
     write_bytes(Path("weights.etsw"), image)         # entropi_tiny.atomic
     print(format_report(report))
     weights = decode_image(image)                    # {tflite tensor index: int8 array}
-    tensors = read_image(image)                      # + biases, scales, multipliers (sparse_reader)
+    tensors = read_image(image)                      # + folded biases, multipliers (sparse_reader)
 
 The image holds the constant weights of every CONV_2D, DEPTHWISE_CONV_2D and
-FULLY_CONNECTED op, their int32 biases, per-channel scales and zero points,
-and (when the op's activation scales are known) the per-channel requantization
-multipliers and shifts in TFLM's convention. Each tensor gets the smallest
-of five encodings (sparse_codecs.py); the layout is specified in
-docs/sparse_image.md so C kernels can read it in place from flash.
+FULLY_CONNECTED op and exactly what an int8 kernel needs beside them, all
+computed here on the host: per live output channel the bias with the input
+zero point folded in (bias - input_zero_point * sum(w), the TinyEngine
+trick) and TFLM's requantization multiplier and shift; per dead output
+channel (all weights zero) only its int8 output, a constant. Each tensor's
+live rows get the smallest of five encodings (sparse_codecs.py); the layout
+is specified in docs/sparse_image.md so C kernels can read it in place.
 """
 from __future__ import annotations
 
@@ -23,14 +25,25 @@ import numpy as np
 from ..errors import UserError
 from . import sparse_codecs as codecs
 from .sparse_format import (
-    DEPTHWISE_AXIS, ENCODING_NAMES, ENTRY_SIZE, HAS_BIAS, HAS_REQUANT, HAS_ZERO_POINTS,
-    HEADER_SIZE, NO_TENSOR, OP_CODES, OP_NAMES, PER_TENSOR_SCALE, SECTION_FIELDS, crc32,
-    layout, layout_end, pack_entry, pack_header, quantize_multiplier,
+    DEPTHWISE_AXIS, ENCODING_NAMES, ENTRY_SIZE, HAS_DEAD, HEADER_SIZE, NO_TENSOR, OP_CODES, OP_NAMES,
+    PER_TENSOR_SCALE, SECTION_FIELDS, ZERO, crc32, layout, layout_end, pack_entry, pack_header,
 )
 from .sparse_reader import decode_image, read_image  # noqa: F401  (re-exported)
 from .tflite_model import TfliteModel, read_tflite
+from .tflm_math import INT32_MAX, INT32_MIN, activation_range, mbqm, quantize_multiplier
 
 ALL_ENCODINGS = tuple(ENCODING_NAMES)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """The activation quantization of the op using the weights, and its fused activation range."""
+    input_scale: float
+    output_scale: float
+    input_zero_point: int
+    output_zero_point: int
+    act_min: int = -128
+    act_max: int = 127
 
 
 @dataclass
@@ -40,11 +53,11 @@ class WeightSpec:
     weights: np.ndarray                # int8, TFLite shape
     channel_axis: int                  # output-channel axis (quantized dimension)
     scales: np.ndarray                 # float32, [C] or [1]
-    zero_points: np.ndarray            # integer, [C] or [1]
+    zero_points: np.ndarray            # integer, [C] or [1]; must be 0 (symmetric int8 weights)
+    requant: Requant
     op: int = 3                        # TFLite builtin code of the consuming op
     bias: np.ndarray | None = None     # int32 [C]
     bias_index: int | None = None
-    requant: tuple[float, float, int, int] | None = None  # input/output scale, zero point
     name: str = ""
 
 
@@ -86,47 +99,43 @@ def _spec(model: TfliteModel, w, ops) -> WeightSpec:
     return WeightSpec(
         tensor_index=w.index, weights=w.array(), channel_axis=axis, scales=q.scale,
         zero_points=q.zero_point, op=OP_CODES[op.opcode], bias=bias, bias_index=bias_index,
-        requant=_requant(model, ops), name=w.name,
+        requant=op_requant(model, ops), name=w.name,
     )
 
 
-def _requant(model: TfliteModel, ops) -> tuple[float, float, int, int] | None:
-    """Input/output scale and zero point shared by every op using the weights, if any."""
+def op_requant(model: TfliteModel, ops) -> Requant:
+    """The activation quantization shared by every op using the weights (UserError if none)."""
     found = set()
     for op in ops:
+        where = f"op {op.index} ({op.opcode})"
         if op.inputs[0] < 0 or not op.outputs or op.outputs[0] < 0:
-            return None
+            raise UserError(f"{where} has no input or output activation")
         qi, qo = model.tensors[op.inputs[0]].quantization, model.tensors[op.outputs[0]].quantization
         if qi is None or qo is None or qi.scale.size != 1 or qo.scale.size != 1:
-            return None
-        found.add((float(qi.scale[0]), float(qo.scale[0]), int(qi.zero_point[0]), int(qo.zero_point[0])))
+            raise UserError(f"{where}: activations are not quantized per tensor")
+        in_scale, out_scale = float(qi.scale[0]), float(qo.scale[0])
+        in_zp, out_zp = int(qi.zero_point[0]), int(qo.zero_point[0])
+        if not (np.isfinite([in_scale, out_scale]).all() and in_scale > 0 and out_scale > 0
+                and -128 <= in_zp <= 127 and -128 <= out_zp <= 127):
+            raise UserError(f"{where}: activation scale or zero point is not that of an int8 tensor")
+        try:
+            lo, hi = activation_range(op.options.get("fused_activation", "NONE"), out_scale, out_zp)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
+        found.add(Requant(in_scale, out_scale, in_zp, out_zp, lo, hi))
     if len(found) != 1:
-        return None
-    in_scale, out_scale, in_zp, out_zp = found.pop()
-    if not (np.isfinite([in_scale, out_scale]).all() and in_scale > 0 and out_scale > 0
-            and -128 <= in_zp <= 127 and -128 <= out_zp <= 127):
-        raise UserError(f"op {ops[0].index} ({ops[0].opcode}): activation scale or zero point "
-                        "is not that of an int8 tensor")
-    return in_scale, out_scale, in_zp, out_zp
+        raise UserError(f"ops {[op.index for op in ops]} share weights but not activation quantization")
+    return found.pop()
 
 
 # -- writer ----------------------------------------------------------------------
 
-def encode_model(tflite_bytes: bytes, allowed=ALL_ENCODINGS, label: str = ".tflite model",
-                 requant: bool = True):
-    """(image bytes, report) for every weight tensor of the model.
-
-    requant=False leaves out the precomputed multipliers and shifts (5 bytes
-    per channel); the C runtime then derives them from the stored scales as
-    TFLM's Prepare does.
-    """
+def encode_model(tflite_bytes: bytes, allowed=ALL_ENCODINGS, label: str = ".tflite model"):
+    """(image bytes, report) for every weight tensor of the model."""
     model = read_tflite(tflite_bytes, label)
     specs = specs_from_tflite(model)
     if not specs:
         raise UserError(f"{label} has no constant CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED weights")
-    if not requant:
-        for spec in specs:
-            spec.requant = None
     return encode_tensors(specs, allowed)
 
 
@@ -150,38 +159,53 @@ def encode_tensors(specs: list[WeightSpec], allowed=ALL_ENCODINGS):
     return image, _report(rows, len(image))
 
 
-def _params(spec: WeightSpec, channels: int, where: str) -> tuple[int, dict]:
-    """Flags and per-channel sections: bias, scales, zero points, multipliers, shifts."""
+def channel_params(spec: WeightSpec, cm: np.ndarray, where: str) -> dict:
+    """Per-channel sections: live bitmap, folded biases, multipliers, shifts, dead constants.
+
+    Multipliers follow TFLM's conv/FC Prepare: QuantizeMultiplier of
+    input_scale * weight_scale / output_scale in double from the float32
+    scales. A dead channel's accumulator is its bias alone, so its output is
+    the same int8 value at every pixel; we store that value.
+    """
+    channels = cm.shape[0]
+
     def per_channel(a, dtype, what):
         a = np.asarray(a).reshape(-1)
         if a.size not in (1, channels):
             raise UserError(f"{where}: {a.size} {what} for {channels} channels")
         return np.broadcast_to(a, (channels,)).astype(dtype)
 
-    flags = PER_TENSOR_SCALE if np.asarray(spec.scales).size == 1 else 0
-    scales = per_channel(spec.scales, "<f4", "scales")
+    scales = per_channel(spec.scales, np.float32, "scales")
     if not np.all(np.isfinite(scales) & (scales > 0)):
         raise UserError(f"{where}: scales must be finite and positive")
-    zps = per_channel(spec.zero_points, np.int64, "zero points")
-    if np.any(np.abs(zps) > 127):
-        raise UserError(f"{where}: zero point outside the int8 range")
-    blobs = {"scale_off": scales.tobytes()}
-    if spec.bias is not None:
-        bias = np.asarray(spec.bias).reshape(-1)
-        if bias.size != channels or np.any(np.abs(bias.astype(np.int64)) > 2**31 - 1):
-            raise UserError(f"{where}: bias must be {channels} int32 values")
-        flags |= HAS_BIAS
-        blobs["bias_off"] = bias.astype("<i4").tobytes()
-    if np.any(zps):
-        flags |= HAS_ZERO_POINTS
-        blobs["zero_point_off"] = zps.astype("<i4").tobytes()
-    if spec.requant is not None:
-        flags |= HAS_REQUANT
-        in_scale, out_scale = float(np.float32(spec.requant[0])), float(np.float32(spec.requant[1]))
-        pairs = [quantize_multiplier(in_scale * float(s) / out_scale) for s in scales]
-        blobs["multiplier_off"] = np.array([m for m, _ in pairs], "<i4").tobytes()
-        blobs["shift_off"] = np.array([s for _, s in pairs], "i1").tobytes()
-    return flags, blobs
+    if np.any(per_channel(spec.zero_points, np.int64, "zero points")):
+        raise UserError(f"{where}: weight zero points must be 0 (symmetric int8 weights)")
+    bias = np.zeros(channels, np.int64) if spec.bias is None else per_channel(spec.bias, np.int64, "biases")
+    if spec.bias is not None and np.asarray(spec.bias).size != channels:
+        raise UserError(f"{where}: bias must be {channels} int32 values")
+    rq = spec.requant
+    if not (-128 <= rq.input_zero_point <= 127 and -128 <= rq.output_zero_point <= 127
+            and -128 <= rq.act_min <= rq.act_max <= 127 and rq.input_scale > 0 and rq.output_scale > 0):
+        raise UserError(f"{where}: activation quantization is not that of int8 tensors")
+    folded = bias - rq.input_zero_point * cm.astype(np.int64).sum(axis=1)
+    if np.any((folded < INT32_MIN) | (folded > INT32_MAX)) or np.any(np.abs(bias) > INT32_MAX):
+        raise UserError(f"{where}: bias with the input zero point folded in overflows int32")
+    in_scale, out_scale = float(np.float32(rq.input_scale)), float(np.float32(rq.output_scale))
+    pairs = [quantize_multiplier(in_scale * float(s) / out_scale) for s in scales]
+    live = cm.any(axis=1)
+    mult = np.array([m for m, _ in pairs], np.int64)
+    shift = np.array([s for _, s in pairs], np.int64)
+    consts = [min(max(mbqm(int(folded[o]), int(mult[o]), int(shift[o])) + rq.output_zero_point, rq.act_min),
+                  rq.act_max) for o in np.flatnonzero(~live)]
+    return {
+        "live": live,
+        "live_off": np.packbits(live, bitorder="little").tobytes(),
+        "bias_off": folded[live].astype("<i4").tobytes(),
+        "multiplier_off": mult[live].astype("<i4").tobytes(),
+        "shift_off": shift[live].astype("i1").tobytes(),
+        "const_off": np.array(consts, np.int8).tobytes(),
+        "per_tensor": np.asarray(spec.scales).size == 1,
+    }
 
 
 def _entry(spec: WeightSpec, allowed, start: int):
@@ -193,10 +217,13 @@ def _entry(spec: WeightSpec, allowed, start: int):
     if spec.op not in OP_NAMES:
         raise UserError(f"{where}: op code {spec.op} is not CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED")
     cm = codecs.channel_major(w, spec.channel_axis)
-    enc = codecs.choose(cm, allowed)
+    blobs = channel_params(spec, cm, where)
+    live = blobs.pop("live")
+    rows = cm[live]
+    enc = codecs.choose(rows, allowed) if rows.shape[0] else codecs.Encoded(ZERO)
     c, k = cm.shape
-    flags, blobs = _params(spec, c, where)
-    rq = spec.requant or (0.0, 0.0, 0, 0)
+    flags = (HAS_DEAD if not live.all() else 0) | (PER_TENSOR_SCALE if blobs.pop("per_tensor") else 0)
+    rq = spec.requant
     shape = list(w.shape) + [0] * (4 - w.ndim)
     e = dict(
         tensor_index=spec.tensor_index,
@@ -204,9 +231,11 @@ def _entry(spec: WeightSpec, allowed, start: int):
         encoding=enc.encoding, op=spec.op, rank=w.ndim, channel_axis=spec.channel_axis,
         delta_t=enc.delta_t, index_width=enc.index_width, flags=flags,
         shape0=shape[0], shape1=shape[1], shape2=shape[2], shape3=shape[3],
-        channels=c, channel_len=k, nnz=int(np.count_nonzero(cm)),
+        channels=c, live_channels=int(live.sum()), channel_len=k, nnz=int(np.count_nonzero(cm)),
         positions_size=len(enc.positions),
-        input_scale=rq[0], output_scale=rq[1], input_zero_point=rq[2], output_zero_point=rq[3],
+        input_scale=rq.input_scale, output_scale=rq.output_scale,
+        input_zero_point=rq.input_zero_point, output_zero_point=rq.output_zero_point,
+        act_min=rq.act_min, act_max=rq.act_max,
     )
     e.update({name: 0 for name in SECTION_FIELDS})
     sections = layout(e, start)
@@ -224,11 +253,12 @@ def _entry(spec: WeightSpec, allowed, start: int):
 def _report_row(spec: WeightSpec, e: dict, enc) -> dict:
     size = int(np.asarray(spec.weights).size)
     param_bytes = sum(4 * ((s + 3) // 4) for name, _, s in layout(e, 0)
-                      if name in ("bias_off", "scale_off", "zero_point_off", "multiplier_off", "shift_off"))
+                      if name in ("live_off", "bias_off", "multiplier_off", "shift_off", "const_off"))
     return {
         "tensor_index": spec.tensor_index, "name": spec.name, "op": OP_NAMES[spec.op],
         "shape": list(np.asarray(spec.weights).shape), "nnz": e["nnz"], "size": size,
         "density": e["nnz"] / size, "encoding": ENCODING_NAMES[enc.encoding],
+        "channels": e["channels"], "live_channels": e["live_channels"],
         "weight_bytes": enc.size, "param_bytes": param_bytes,
         "bytes": ENTRY_SIZE + enc.size + param_bytes,
     }
@@ -247,6 +277,8 @@ def _report(rows: list[dict], total: int) -> dict:
             "weight_bytes": weight_bytes,
             "weight_bytes_per_nnz": weight_bytes / nnz if nnz else None,
             "param_bytes": param_bytes,
+            "channels": sum(r["channels"] for r in rows),
+            "live_channels": sum(r["live_channels"] for r in rows),
             "header_bytes": total - weight_bytes - param_bytes,
             "encodings": counts,
         },

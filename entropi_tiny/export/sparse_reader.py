@@ -3,7 +3,7 @@
 Usage:
     weights = decode_image(image)         # {tflite tensor index: int8 array, TFLite shape}
     tensors = read_image(image)           # {tflite tensor index: ImageTensor}
-    tensors[i].bias, tensors[i].scales, tensors[i].multipliers, tensors[i].encoding
+    tensors[i].live, tensors[i].bias, tensors[i].multipliers, tensors[i].constants
 
 The reader trusts nothing: it checks the magic, version, byte order, sizes,
 the CRC-32, then for each directory entry its fields, that its sections sit
@@ -20,9 +20,9 @@ import numpy as np
 from ..errors import UserError
 from . import sparse_codecs as codecs
 from .sparse_format import (
-    BYTE_ORDER_MARK, DELTA8, DENSE, ENCODING_NAMES, ENTRY_SIZE, HAS_BIAS, HAS_REQUANT, HAS_ZERO_POINTS,
-    HEADER_SIZE, KNOWN_FLAGS, MAGIC, N_TABLES, NO_TENSOR, OP_NAMES, PER_TENSOR_SCALE,
-    SECTION_FIELDS, VERSION, ZERO, crc32, layout, layout_end, unpack_entry, unpack_header,
+    BYTE_ORDER_MARK, DELTA8, DENSE, ENCODING_NAMES, ENTRY_SIZE, HAS_DEAD, HEADER_SIZE, KNOWN_FLAGS, MAGIC,
+    N_TABLES, NO_TENSOR, OP_NAMES, PER_TENSOR_SCALE, SECTION_FIELDS, VERSION, ZERO, crc32, layout,
+    layout_end, unpack_entry, unpack_header,
 )
 
 MAX_ELEMENTS = 1 << 28  # a bigger tensor cannot be meant for a microcontroller
@@ -33,17 +33,17 @@ class ImageTensor:
     tensor_index: int
     op: str
     encoding: str
-    weights: np.ndarray                # int8, TFLite shape
+    weights: np.ndarray                # int8, TFLite shape (dead channels are zeros)
     channel_axis: int
     nnz: int
-    scales: np.ndarray                 # float32 [C]
-    zero_points: np.ndarray            # int32 [C]
+    live: np.ndarray                   # bool [C]: the channel has a non-zero weight
+    bias: np.ndarray                   # int32 [L]: bias - input_zero_point * sum(w), live channels
+    multipliers: np.ndarray            # int32 [L]
+    shifts: np.ndarray                 # int8 [L]
+    constants: np.ndarray              # int8 [C - L]: the output of each dead channel
     per_tensor_scale: bool
-    bias: np.ndarray | None            # int32 [C]
     bias_index: int | None
-    multipliers: np.ndarray | None     # int32 [C]
-    shifts: np.ndarray | None          # int8 [C]
-    requant: tuple[float, float, int, int] | None  # input/output scale and zero point
+    requant: tuple[float, float, int, int, int, int]  # in/out scale, in/out zero point, act min/max
 
 
 def _fail(msg: str):
@@ -99,27 +99,26 @@ def _check_entry(e: dict, i: int, data: bytes, start: int) -> None:
     def bad(msg):
         _fail(f"entry {i} (tensor {e['tensor_index']}): {msg}")
 
-    rank, enc = e["rank"], e["encoding"]
+    rank, enc, c, live = e["rank"], e["encoding"], e["channels"], e["live_channels"]
     shape = [e[f"shape{d}"] for d in range(4)]
     if enc not in ENCODING_NAMES or e["op"] not in OP_NAMES or e["flags"] & ~KNOWN_FLAGS:
         bad(f"unknown encoding {enc}, op {e['op']} or flags 0x{e['flags']:x}")
     if not 1 <= rank <= 4 or e["channel_axis"] >= rank or min(shape[:rank]) < 1 or any(shape[rank:]):
         bad(f"shape {shape} of rank {rank} with channel axis {e['channel_axis']} is invalid")
     size = int(np.prod(shape[:rank], dtype=np.int64))
-    if size > MAX_ELEMENTS or e["channels"] != shape[e["channel_axis"]] or e["channels"] * e["channel_len"] != size:
-        bad(f"channels {e['channels']} x length {e['channel_len']} do not match shape {shape[:rank]}")
-    if e["nnz"] > size or (enc == ZERO and e["nnz"]):
-        bad(f"nnz {e['nnz']} is impossible")
+    if size > MAX_ELEMENTS or c != shape[e["channel_axis"]] or c * e["channel_len"] != size:
+        bad(f"channels {c} x length {e['channel_len']} do not match shape {shape[:rank]}")
+    if live > c or bool(e["flags"] & HAS_DEAD) != (live < c) or (enc == ZERO) != (live == 0):
+        bad(f"{live} live channels of {c} disagree with the flags or the encoding")
+    if not live <= e["nnz"] <= live * e["channel_len"]:
+        bad(f"nnz {e['nnz']} is impossible for {live} live channels")
     tables = N_TABLES[enc]
     if e["index_width"] not in ((2, 4) if tables else (0,)):
         bad(f"index width {e['index_width']} is invalid")
     if (e["delta_t"] != 0) != (enc == DELTA8) or (enc in (ZERO, DENSE) and e["positions_size"]):
         bad(f"DELTA8 threshold {e['delta_t']} or positions size {e['positions_size']} is invalid")
-    if (e["bias_index"] == NO_TENSOR) == bool(e["flags"] & HAS_BIAS):
-        bad("bias index and bias flag disagree")
-    if not e["flags"] & HAS_REQUANT and any(e[f] for f in ("input_scale", "output_scale",
-                                                          "input_zero_point", "output_zero_point")):
-        bad("requantization fields set without the flag")
+    if not e["act_min"] <= e["act_max"] or not (e["input_scale"] > 0 and e["output_scale"] > 0):
+        bad("activation range or scales are invalid")
     sections = layout(e, start)
     expect = dict.fromkeys(SECTION_FIELDS, 0) | {name: off for name, off, _ in sections}
     expect["end_off"] = layout_end(sections, start)
@@ -138,9 +137,9 @@ def _section(data: bytes, e: dict, field: str, size: int) -> bytes:
 
 
 def _tensor(e: dict, data: bytes) -> ImageTensor:
-    c, k, w = e["channels"], e["channel_len"], e["index_width"]
+    c, live_n, k, w = e["channels"], e["live_channels"], e["channel_len"], e["index_width"]
     sizes = {name: n for name, _, n in layout(e, 0)}
-    tables = [np.frombuffer(_section(data, e, f, (c + 1) * w), "<u2" if w == 2 else "<u4").astype(np.int64)
+    tables = [np.frombuffer(_section(data, e, f, (live_n + 1) * w), "<u2" if w == 2 else "<u4").astype(np.int64)
               for f in ("index_off", "index2_off")[:N_TABLES[e["encoding"]]]]
     positions = _section(data, e, "positions_off", e["positions_size"])
     values = _section(data, e, "values_off", sizes.get("values_off", 0))
@@ -148,23 +147,32 @@ def _tensor(e: dict, data: bytes) -> ImageTensor:
     def fail(msg):
         _fail(f"tensor {e['tensor_index']}: {msg}")
 
-    cm = codecs.decode(e["encoding"], c, k, e["nnz"], tables, positions, values, e["delta_t"], fail)
+    if e["flags"] & HAS_DEAD:
+        bits = np.unpackbits(np.frombuffer(_section(data, e, "live_off", (c + 7) // 8), np.uint8),
+                             bitorder="little")
+        if bits[c:].any() or int(bits[:c].sum()) != live_n:
+            fail("live bitmap disagrees with the live channel count or has padding bits set")
+        live = bits[:c].astype(bool)
+    else:
+        live = np.ones(c, bool)
+    rows = codecs.decode(e["encoding"], live_n, k, e["nnz"], tables, positions, values, e["delta_t"], fail)
+    if live_n and not rows.any(axis=1).all():
+        fail("a live channel has no non-zero weight")
+    cm = np.zeros((c, k), np.int8)
+    cm[live] = rows
     shape = tuple(e[f"shape{d}"] for d in range(e["rank"]))
 
-    def arr(field, dtype):
-        return np.frombuffer(_section(data, e, field, c * np.dtype(dtype).itemsize), dtype).copy()
+    def arr(field, dtype, n):
+        return np.frombuffer(_section(data, e, field, n * np.dtype(dtype).itemsize), dtype).copy()
 
-    flags = e["flags"]
     return ImageTensor(
         tensor_index=e["tensor_index"], op=OP_NAMES[e["op"]], encoding=ENCODING_NAMES[e["encoding"]],
         weights=codecs.from_channel_major(cm, shape, e["channel_axis"]), channel_axis=e["channel_axis"],
-        nnz=e["nnz"], scales=arr("scale_off", "<f4"),
-        zero_points=arr("zero_point_off", "<i4") if flags & HAS_ZERO_POINTS else np.zeros(c, np.int32),
-        per_tensor_scale=bool(flags & PER_TENSOR_SCALE),
-        bias=arr("bias_off", "<i4") if flags & HAS_BIAS else None,
+        nnz=e["nnz"], live=live,
+        bias=arr("bias_off", "<i4", live_n), multipliers=arr("multiplier_off", "<i4", live_n),
+        shifts=arr("shift_off", "i1", live_n), constants=arr("const_off", "i1", c - live_n),
+        per_tensor_scale=bool(e["flags"] & PER_TENSOR_SCALE),
         bias_index=None if e["bias_index"] == NO_TENSOR else e["bias_index"],
-        multipliers=arr("multiplier_off", "<i4") if flags & HAS_REQUANT else None,
-        shifts=arr("shift_off", "i1") if flags & HAS_REQUANT else None,
-        requant=(e["input_scale"], e["output_scale"], e["input_zero_point"], e["output_zero_point"])
-        if flags & HAS_REQUANT else None,
+        requant=(e["input_scale"], e["output_scale"], e["input_zero_point"], e["output_zero_point"],
+                 e["act_min"], e["act_max"]),
     )

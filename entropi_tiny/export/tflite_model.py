@@ -41,6 +41,7 @@ _OPTIONS = {
     8: [("fused_activation", 0, "<b", 0), ("weights_format", 1, "<b", 0), ("keep_num_dims", 2, "<?", False)],
     9: [("beta", 0, "<f", 0.0)],
     11: [("fused_activation", 0, "<b", 0)],
+    21: [("fused_activation", 0, "<b", 0)],
     27: [("keep_dims", 0, "<?", False)],
 }
 

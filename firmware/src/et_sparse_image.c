@@ -62,6 +62,13 @@ static const uint8_t *section(const et_image_t *img, uint32_t off, uint64_t size
     return img->data + off;
 }
 
+/* Number of set bits among the first n bits of a little-endian bitmap. */
+static uint32_t popcount_bits(const uint8_t *bits, uint32_t n) {
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < n; i++) count += (uint32_t)(bits[i >> 3] >> (i & 7)) & 1u;
+    return count;
+}
+
 et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
     if (i >= img->tensor_count) return ET_ERR_ENTRY;
     const uint8_t *e = img->data + ET_HEADER_SIZE + ET_ENTRY_SIZE * i;
@@ -71,43 +78,68 @@ et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
     t->encoding = e[8]; t->op = e[9]; t->rank = e[10]; t->channel_axis = e[11];
     t->delta_t = e[12]; t->index_width = e[13]; t->flags = (uint16_t)rd_u16(e + 14);
     for (int d = 0; d < 4; d++) t->shape[d] = et_read_i32(e + 16 + 4 * d);
-    t->channels = rd_u32(e + 32); t->channel_len = rd_u32(e + 36); t->nnz = rd_u32(e + 40);
-    uint64_t c = t->channels, k = t->channel_len, n = c * k, w = t->index_width;
+    t->channels = rd_u32(e + 32); t->live_channels = rd_u32(e + 36);
+    t->channel_len = rd_u32(e + 40); t->nnz = rd_u32(e + 44);
+    uint64_t c = t->channels, live = t->live_channels, k = t->channel_len, w = t->index_width;
+    int has_dead = (t->flags & ET_HAS_DEAD) != 0;
     if (t->encoding > ET_DELTA4 || t->rank < 1 || t->rank > 4 || t->channel_axis >= t->rank ||
-        n > ET_MAX_ELEMENTS || t->nnz > n || (t->encoding == ET_ZERO && t->nnz) ||
-        (t->encoding == ET_DELTA8 && t->delta_t == 0))
+        c == 0 || c * k > ET_MAX_ELEMENTS || live > c || has_dead != (live < c) ||
+        (t->encoding == ET_ZERO) != (live == 0) || t->nnz > live * k || t->nnz < live ||
+        (t->encoding == ET_DELTA8 && t->delta_t == 0) || (t->flags & ~3u))
         return ET_ERR_ENTRY;
+    /* The shape must be what channels x channel_len describe: kernels index inputs by position. */
+    uint64_t count = 1;
+    for (int d = 0; d < t->rank; d++) {
+        if (t->shape[d] < 1 || t->shape[d] > (int32_t)ET_MAX_ELEMENTS) return ET_ERR_ENTRY;
+        count *= (uint64_t)t->shape[d];
+        if (count > ET_MAX_ELEMENTS) return ET_ERR_ENTRY;
+    }
+    if (count != c * k || (uint64_t)t->shape[t->channel_axis] != c) return ET_ERR_ENTRY;
     int has_table = t->encoding >= ET_BITMASK;
     if (has_table ? (w != 2 && w != 4) : w != 0) return ET_ERR_ENTRY;
-    t->positions_size = rd_u32(e + 56);
-    uint64_t values = t->encoding == ET_DENSE ? n : (t->encoding == ET_BITMASK || t->encoding == ET_DELTA4) ? t->nnz : 0;
+    t->positions_size = rd_u32(e + 60);
+    uint64_t values = t->encoding == ET_DENSE ? live * k
+                      : (t->encoding == ET_BITMASK || t->encoding == ET_DELTA4) ? t->nnz : 0;
     int ok = 1;
-    t->index = section(img, rd_u32(e + 44), has_table ? (c + 1) * w : 0, &ok);
-    t->index2 = section(img, rd_u32(e + 48), t->encoding == ET_DELTA4 ? (c + 1) * w : 0, &ok);
-    t->positions = section(img, rd_u32(e + 52), t->positions_size, &ok);
-    t->values = (const int8_t *)section(img, rd_u32(e + 60), values, &ok);
-    t->bias = section(img, rd_u32(e + 64), t->flags & ET_HAS_BIAS ? 4 * c : 0, &ok);
-    t->scale = section(img, rd_u32(e + 68), 4 * c, &ok);
-    t->zero_point = section(img, rd_u32(e + 72), t->flags & ET_HAS_ZERO_POINTS ? 4 * c : 0, &ok);
-    t->multiplier = section(img, rd_u32(e + 76), t->flags & ET_HAS_REQUANT ? 4 * c : 0, &ok);
-    t->shift = (const int8_t *)section(img, rd_u32(e + 80), t->flags & ET_HAS_REQUANT ? c : 0, &ok);
+    t->index = section(img, rd_u32(e + 48), has_table ? (live + 1) * w : 0, &ok);
+    t->index2 = section(img, rd_u32(e + 52), t->encoding == ET_DELTA4 ? (live + 1) * w : 0, &ok);
+    t->positions = section(img, rd_u32(e + 56), t->positions_size, &ok);
+    t->values = (const int8_t *)section(img, rd_u32(e + 64), values, &ok);
+    t->live = section(img, rd_u32(e + 68), has_dead ? (c + 7) / 8 : 0, &ok);
+    t->bias = section(img, rd_u32(e + 72), 4 * live, &ok);
+    t->multiplier = section(img, rd_u32(e + 76), 4 * live, &ok);
+    t->shift = (const int8_t *)section(img, rd_u32(e + 80), live, &ok);
+    t->consts = (const int8_t *)section(img, rd_u32(e + 84), c - live, &ok);
     /* Present sections must be present: a NULL pointer with a non-zero size fails above. */
-    if (!ok || (has_table && !t->index) || (values && !t->values) || !t->scale) return ET_ERR_ENTRY;
-    if (t->encoding == ET_BITMASK && t->positions_size != c * ((k + 7) / 8)) return ET_ERR_ENTRY;
-    if (has_table && (et_index_entry(t->index, t->index_width, (uint32_t)c) !=
+    if (!ok || (has_table && !t->index) || (values && !t->values) || (live && !t->bias) ||
+        (has_dead && (!t->live || !t->consts)))
+        return ET_ERR_ENTRY;
+    if (has_dead && popcount_bits(t->live, (uint32_t)c) != live) return ET_ERR_ENTRY;
+    if (t->encoding == ET_BITMASK && t->positions_size != live * ((k + 7) / 8)) return ET_ERR_ENTRY;
+    if (has_table && (et_index_entry(t->index, t->index_width, (uint32_t)live) !=
                       (t->encoding == ET_DELTA8 ? t->positions_size : t->nnz)))
         return ET_ERR_ENTRY;
-    if (t->encoding == ET_DELTA4 && et_index_entry(t->index2, t->index_width, (uint32_t)c) != t->positions_size)
+    if (t->encoding == ET_DELTA4 && et_index_entry(t->index2, t->index_width, (uint32_t)live) != t->positions_size)
         return ET_ERR_ENTRY;
-    t->input_scale = rd_f32(e + 84); t->output_scale = rd_f32(e + 88);
-    t->input_zero_point = et_read_i32(e + 92); t->output_zero_point = et_read_i32(e + 96);
+    t->input_scale = rd_f32(e + 88); t->output_scale = rd_f32(e + 92);
+    t->input_zero_point = (int8_t)e[96]; t->output_zero_point = (int8_t)e[97];
+    t->act_min = (int8_t)e[98]; t->act_max = (int8_t)e[99];
+    if (t->act_min > t->act_max) return ET_ERR_ENTRY;
+    /* Kernels shift by these amounts: keep them where the fixed-point helpers are defined. */
+    for (uint32_t r = 0; r < t->live_channels; r++)
+        if (t->shift[r] < -31 || t->shift[r] > 30) return ET_ERR_ENTRY;
     return ET_OK;
+}
+
+int et_channel_live(const et_tensor_t *t, uint32_t o) {
+    if (o >= t->channels) return 0;
+    return t->live ? (t->live[o >> 3] >> (o & 7)) & 1 : 1;
 }
 
 void et_nz_begin(et_nz_iter_t *it, const et_tensor_t *t, uint32_t o) {
     memset(it, 0, sizeof *it);
     it->t = t;
-    if (o >= t->channels) { it->bad = 1; return; }
+    if (o >= t->live_channels) { it->bad = 1; return; }
     uint8_t w = t->index_width;
     if (t->encoding == ET_DENSE) {
         it->row = o * t->channel_len;

@@ -3,9 +3,9 @@
  * with the Python reader.
  *
  * Usage: et_sparse_image_dump IMAGE OUT
- *   exit 0: OUT holds, per tensor: u32 tensor_index, u32 C, u32 K, u32 flags,
- *           int8 [C*K] channel-major weights, then i32 bias [C] if HAS_BIAS,
- *           i32 multiplier [C] and i8 shift [C] if HAS_REQUANT
+ *   exit 0: OUT holds, per tensor: u32 tensor_index, u32 C, u32 K, u32 flags, u32 L,
+ *           int8 [C*K] channel-major weights (dead channels zero), i32 folded
+ *           bias [L], i32 multiplier [L], i8 shift [L], i8 dead constants [C-L]
  *   exit 10 + status: et_image_open refused the image
  *   exit 3: an iterator reported malformed data; 2: usage or I/O error
  */
@@ -24,21 +24,24 @@ static int dump_tensor(FILE *out, const et_tensor_t *t) {
     size_t n = (size_t)t->channels * t->channel_len;
     int8_t *w = calloc(n ? n : 1, 1);
     if (!w) return 2;
-    for (uint32_t o = 0; o < t->channels; o++) {
+    for (uint32_t o = 0, row = 0; o < t->channels; o++) {
+        if (!et_channel_live(t, o)) continue;
         et_nz_iter_t it;
         uint32_t pos;
         int8_t v;
         int r;
-        et_nz_begin(&it, t, o);
+        et_nz_begin(&it, t, row++);
         while ((r = et_nz_next(&it, &pos, &v)) == 1) w[(size_t)o * t->channel_len + pos] = v;
         if (r < 0) { free(w); return 3; }
     }
+    uint32_t live = t->live_channels, dead = t->channels - live;
     int ok = put_u32(out, t->tensor_index) && put_u32(out, t->channels) &&
-             put_u32(out, t->channel_len) && put_u32(out, t->flags) && fwrite(w, 1, n, out) == n;
+             put_u32(out, t->channel_len) && put_u32(out, t->flags) && put_u32(out, live) &&
+             fwrite(w, 1, n, out) == n;
     free(w);
-    if (t->bias) ok = ok && fwrite(t->bias, 4, t->channels, out) == t->channels;
-    if (t->multiplier) ok = ok && fwrite(t->multiplier, 4, t->channels, out) == t->channels &&
-                            fwrite(t->shift, 1, t->channels, out) == t->channels;
+    if (live) ok = ok && fwrite(t->bias, 4, live, out) == live && fwrite(t->multiplier, 4, live, out) == live &&
+                   fwrite(t->shift, 1, live, out) == live;
+    if (dead) ok = ok && fwrite(t->consts, 1, dead, out) == dead;
     return ok ? 0 : 2;
 }
 

@@ -1,0 +1,173 @@
+"""C sources for one model: the weight image, the op schedule, the arena plan.
+
+Usage:
+    report = generate_model_sources(Path("encoder_int8.tflite"), Path("build/gen"))
+    # writes build/gen/et_model.h and build/gen/et_model.c; report["arena_size"], report["files"]
+
+Jinja2 templates (templates/et_model.*.j2) give the files their structure;
+the small emitters here turn numbers, byte strings and nested parameter dicts into C
+initializers. Every generated file starts with a banner naming the .tflite
+and its SHA-256; every generated identifier starts with `et_`. Files are
+written atomically, and only after the whole model has been planned: a
+model the runtime cannot run raises one UserError line and writes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..atomic import write_text
+from ..errors import UserError
+from ..export.sparse_format import ENTRY_SIZE, HEADER_SIZE, VERSION, unpack_entry, unpack_header
+from ..export.sparse_image import ALL_ENCODINGS, encode_tensors, specs_from_tflite
+from ..export.sparse_reader import read_image
+from ..export.tflite_model import read_tflite
+from .fuse import fuse
+from .graph import Graph, build_graph, dims4
+from .plan import Plan, plan_arena
+
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_NAME = re.compile(r"^et_[a-z0-9_]{1,40}$")
+_KINDS = {"CONV_2D": "ET_OP_CONV_2D", "DEPTHWISE_CONV_2D": "ET_OP_DEPTHWISE_CONV_2D",
+          "FULLY_CONNECTED": "ET_OP_FULLY_CONNECTED", "ADD": "ET_OP_ADD", "MUL": "ET_OP_MUL",
+          "MEAN": "ET_OP_MEAN", "PAD": "ET_OP_PAD", "HARD_SWISH": "ET_OP_HARD_SWISH", "RESHAPE": "ET_OP_COPY"}
+_UNION = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "ADD": "add", "MUL": "mul", "MEAN": "mean",
+          "PAD": "pad", "HARD_SWISH": "hswish"}
+
+
+# -- small emitters ---------------------------------------------------------------
+
+def c_value(v) -> str:
+    """A C initializer: dicts become designated initializers, sequences brace lists."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f".{k} = {c_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "{" + ", ".join(c_value(x) for x in v) + "}"
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        v = int(v)
+        if not -(1 << 31) <= v < (1 << 32):
+            raise ValueError(f"integer {v} does not fit 32 bits")
+        return "(-2147483647 - 1)" if v == -(1 << 31) else (f"{v}u" if v >= 1 << 31 else str(v))
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ |]*", v):
+        return v
+    raise ValueError(f"cannot emit {v!r} as C")
+
+
+def c_bytes(data: bytes, per_line: int = 16) -> str:
+    return "\n".join("    " + ", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ","
+                     for i in range(0, len(data), per_line))
+
+
+def _dims(d) -> dict:
+    return {"n": d[0], "h": d[1], "w": d[2], "c": d[3]}
+
+
+# -- the schedule -----------------------------------------------------------------
+
+def _op_struct(i: int, node, graph: Graph, plan: Plan, consts: bytearray) -> dict:
+    def tref(t, name):
+        return {"offset": plan.offset(t), "dims": _dims(node.dims[name])}
+
+    flags = []
+    in1 = {"offset": 0, "dims": _dims((0, 0, 0, 0))}
+    if node.in1 is not None:
+        if node.in1_const:
+            data = graph.model.tensors[node.in1].data
+            in1 = {"offset": len(consts), "dims": _dims(node.dims["in1"])}
+            consts += data + bytes(-len(data) % 4)
+            flags.append("ET_IN1_CONST")
+        else:
+            in1 = tref(node.in1, "in1")
+    if node.fused_add:
+        flags.append("ET_FUSED_ADD")
+    params = dict(node.params)
+    if node.kind == "PAD":
+        params = {"before": _dims(params["before"]), "value": params["value"]}
+    if node.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        params.setdefault("add", {"left_shift": 0})
+    scratch = plan.scratch.get(i, (0, 0))
+    s = {"kind": _KINDS[node.kind], "flags": " | ".join(flags) or 0,
+         "weights": node.weights if node.weights is not None else "ET_NO_WEIGHTS",
+         "in0": tref(node.in0, "in0"), "in1": in1, "out": tref(node.out, "out"),
+         "scratch_offset": scratch[0], "scratch_size": scratch[1]}
+    if node.kind in _UNION:
+        s[f"p.{_UNION[node.kind]}"] = params
+    return s
+
+
+def _entries(image: bytes) -> dict[int, int]:
+    count = unpack_header(image)["tensor_count"]
+    return {unpack_entry(image, HEADER_SIZE + ENTRY_SIZE * i)["tensor_index"]: i for i in range(count)}
+
+
+def generate_model_sources(tflite_path: Path, out_dir: Path, name: str = "et_model", image: bytes | None = None,
+                           allowed=ALL_ENCODINGS, fuse_ops: bool = True, inplace: bool = True) -> dict:
+    """Write {name}.h and {name}.c for the model into out_dir; return a report dict.
+
+    image: a sparse weight image made from this .tflite (default: encode it
+    here, choosing among `allowed` encodings). fuse_ops/inplace switch the
+    memory optimisations off, for comparisons.
+    """
+    if not _NAME.match(name):
+        raise UserError(f"model name {name!r} must match {_NAME.pattern} (C identifier with the et_ prefix)")
+    tflite_path = Path(tflite_path)
+    try:
+        data = tflite_path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {tflite_path}: {e.strerror}") from None
+    model = read_tflite(data, str(tflite_path))
+    if image is None:
+        image = encode_tensors(specs_from_tflite(model), allowed)[0]   # may hold no tensor at all
+    elif any(t.tensor_index >= len(model.tensors) for t in read_image(image).values()):
+        raise UserError("the sparse image names tensors this .tflite does not have")
+    graph = build_graph(model, _entries(image))
+    if not graph.nodes:
+        raise UserError(f"{tflite_path} has no ops")
+    notes = fuse(graph) if fuse_ops else []
+    plan = plan_arena(graph, inplace=inplace)
+    notes += plan.notes
+    if not graph.nodes:
+        raise UserError(f"{tflite_path}: nothing to run once RESHAPEs are aliased")
+    consts = bytearray()
+    ops = [{"comment": f"{n.kind} (tflite ops {', '.join(map(str, n.ops))})",
+            "init": c_value(_op_struct(i, n, graph, plan, consts))} for i, n in enumerate(graph.nodes)]
+    sha = hashlib.sha256(data).hexdigest()
+    qi, qo = graph.quant(graph.input), graph.quant(graph.output)
+    in_dims, out_dims = graph.model.tensors[graph.input].shape, graph.model.tensors[graph.output].shape
+    model_init = c_value({
+        "image": f"{name}_image", "image_size": len(image), "consts": f"{name}_consts",
+        "consts_size": len(consts), "ops": f"{name}_ops", "op_count": len(ops), "arena_size": plan.arena_size,
+        "input": {"offset": plan.offset(graph.input), "dims": _dims(dims4(in_dims))},
+        "output": {"offset": plan.offset(graph.output), "dims": _dims(dims4(out_dims))},
+        "input_bytes": graph.size(graph.input), "output_bytes": graph.size(graph.output)})
+    ctx = {
+        "banner": f"Generated by entropi_tiny.codegen from {tflite_path.name} (sha256 {sha}). Do not edit.",
+        "name": name, "macro": name.upper(), "guard": f"{name.upper()}_H",
+        "arena_size": plan.arena_size, "input_bytes": graph.size(graph.input),
+        "output_bytes": graph.size(graph.output), "input_zero_point": qi[1], "output_zero_point": qo[1],
+        "input_scale": repr(qi[0]), "output_scale": repr(qo[0]),
+        "plan_lines": [f"[{b.offset:>7}, {b.offset + b.size:>7}) nodes {b.start}..{b.end}: {b.name}"
+                       for b in sorted(plan.buffers, key=lambda b: (b.offset, b.start))],
+        "image_version": VERSION, "image_size": len(image), "image_tensors": len(_entries(image)),
+        "image_bytes": c_bytes(image), "consts_alloc": max(len(consts), 4),
+        "consts_bytes": c_bytes(bytes(consts) or bytes(4)), "ops": ops, "model_init": model_init,
+    }
+    out_dir = Path(out_dir)
+    files = {f"{name}.h": _ENV.get_template("et_model.h.j2").render(ctx),
+             f"{name}.c": _ENV.get_template("et_model.c.j2").render(ctx)}
+    for fname, text in files.items():
+        write_text(out_dir / fname, text)
+    return {
+        "tflite": str(tflite_path), "sha256": sha, "files": [str(out_dir / f) for f in files],
+        "arena_size": plan.arena_size, "image_size": len(image), "consts_size": len(consts),
+        "op_count": len(ops),
+        "nodes": [n.kind for n in graph.nodes], "notes": notes,
+        "input_zero_point": qi[1], "output_zero_point": qo[1], "input_scale": qi[0], "output_scale": qo[0],
+    }

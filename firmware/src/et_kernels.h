@@ -1,0 +1,66 @@
+/* Internal: the int8 kernels and TFLM's fixed-point helpers.
+ *
+ * Usage (from et_runtime.c only):
+ *     st = et_conv2d(op, &weights, in, out, scratch, residual);
+ *     int32_t y = et_mbqm(acc, multiplier, shift);
+ *
+ * The helpers transcribe the documented arithmetic of TFLM's reference
+ * kernels (gemmlowp's SaturatingRoundingDoublingHighMul and
+ * RoundingDivideByPOT, composed as MultiplyByQuantizedMultiplier with
+ * TFLM's default double rounding). Kernels assume et_runtime_init has
+ * checked every shape and bound; they only return an error for a weight
+ * stream found malformed while iterating.
+ */
+#ifndef ET_KERNELS_H
+#define ET_KERNELS_H
+
+#include <stdint.h>
+
+#include "et_runtime.h"
+
+/* (a * b * 2) >> 32 with rounding to nearest (ties away from zero), saturating a == b == INT32_MIN. */
+static inline int32_t et_srdhm(int32_t a, int32_t b) {
+    if (a == b && a == INT32_MIN) return INT32_MAX;
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t x = ab + (ab >= 0 ? (1 << 30) : 1 - (1 << 30));
+    /* Division by 2^31 truncating toward zero, without a 64-bit divide. */
+    return (int32_t)(x >= 0 ? x >> 31 : -((-x) >> 31));
+}
+
+/* x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. */
+static inline int32_t et_rdbpot(int32_t x, int e) {
+    const int32_t mask = (int32_t)((1u << e) - 1u);
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+}
+
+/* TFLM's MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31), double rounding. */
+static inline int32_t et_mbqm(int32_t x, int32_t multiplier, int shift) {
+    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    return et_rdbpot(et_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+static inline int32_t et_clamp(int32_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* One element of TFLM's int8 ADD. */
+static inline int8_t et_add_one(const et_add_params_t *p, int32_t a, int32_t b) {
+    const int32_t sa = et_mbqm((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+    const int32_t sb = et_mbqm((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+    const int32_t y = et_mbqm(sa + sb, p->out_multiplier, p->out_shift) + p->out_zero_point;
+    return (int8_t)et_clamp(y, p->act_min, p->act_max);
+}
+
+et_status_t et_conv2d(const et_op_t *op, const et_tensor_t *w, const int8_t *in, int8_t *out,
+                      int32_t *acc, const int8_t *residual);
+et_status_t et_depthwise_conv2d(const et_op_t *op, const et_tensor_t *w, const int8_t *in, int8_t *out,
+                                int32_t *acc, const int8_t *residual);
+et_status_t et_fully_connected(const et_op_t *op, const et_tensor_t *w, const int8_t *in, int8_t *out);
+void et_add(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);
+void et_mul(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);
+void et_hard_swish(const et_op_t *op, const int8_t *in, int8_t *out);
+void et_mean(const et_op_t *op, const int8_t *in, int8_t *out);
+void et_pad(const et_op_t *op, const int8_t *in, int8_t *out);
+
+#endif /* ET_KERNELS_H */
