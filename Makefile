@@ -38,7 +38,8 @@ demo: setup
 	$(VENV)/bin/entropi-tiny select --preset quick
 	$(VENV)/bin/entropi-tiny transfer --preset quick --all-levels
 	$(VENV)/bin/entropi-tiny report --preset quick
-	$(VENV)/bin/entropi-tiny export --preset quick
+	$(VENV)/bin/entropi-tiny build --preset quick --board nucleo-f746
+	$(VENV)/bin/entropi-tiny emulate export/default
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
