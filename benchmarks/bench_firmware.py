@@ -3,8 +3,9 @@
 Usage:
     python benchmarks/bench_firmware.py [--out benchmarks/results/firmware.json]
                                         [--archs resnet18,mobilenet_v3_small] [--alphas 1,0.1,0.01]
+                                        [--widths 1,0.25]
 
-For each architecture (full width) and alpha, a sizing run (untrained,
+For each architecture, width and alpha, a sizing run (untrained,
 pruned by global magnitude, BatchNorm re-estimated on real images) goes
 through export, build and emulate. Instruction counts are exact under QEMU's
 -icount, so one run per configuration suffices. A configuration that does not
@@ -59,12 +60,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def measure(arch: str, alpha: float, tmp: Path) -> dict:
-    run = tmp / f"{arch}-{alpha:g}"
-    cfg = load_config("paper", overrides=[f"model.arch={json.dumps(arch)}"])
+def measure(arch: str, width: float, alpha: float, tmp: Path) -> dict:
+    run = tmp / f"{arch}-{width:g}-{alpha:g}"
+    cfg = load_config("paper", overrides=[f"model.arch={json.dumps(arch)}", f"model.width={width}"])
     paths = RunPaths(run)
     make_sizing_run(paths, cfg, alpha=alpha)
-    row = {"arch": arch, "width": 1.0, "alpha": alpha, "nonzero_macs": nonzero_macs(paths)}
+    row = {"arch": arch, "width": width, "alpha": alpha, "nonzero_macs": nonzero_macs(paths)}
     r = cli("build", "--quiet", "--preset", "paper", "--run-dir", str(run), *FW)
     if r.returncode != 0:
         row.update(fits=False, verdict=r.stderr.strip().splitlines()[-1][:300])
@@ -88,12 +89,14 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/firmware.json")
     ap.add_argument("--archs", default="resnet18,mobilenet_v3_small")
     ap.add_argument("--alphas", default="1,0.1,0.01")
+    ap.add_argument("--widths", default="1,0.25")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fw-") as tmp:
         for arch in args.archs.split(","):
-            for alpha in (float(a) for a in args.alphas.split(",")):
-                row = measure(arch, alpha, Path(tmp))
+            for width, alpha in ((float(w), float(a)) for w in args.widths.split(",")
+                                 for a in args.alphas.split(",")):
+                row = measure(arch, width, alpha, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     atomic.write_json(Path(args.out), {"benchmark": "firmware", "board": "nucleo-f746",

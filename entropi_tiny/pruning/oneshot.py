@@ -12,6 +12,14 @@ pruned by global magnitude, eq. 7) plus an entropy table selecting level 1,
 so every later stage runs unchanged. BatchNorm statistics are re-estimated
 on real source images so the activations have realistic ranges for int8
 calibration. The checkpoints say `sizing_only` in their metadata.
+
+One deviation from eq. 7, for untrained weights only: their scale per layer
+is the initializer's (torchvision draws MobileNetV3's Linear layers from
+N(0, 0.01) and its convs with Kaiming's fan-out rule), so one global
+threshold on raw magnitudes would delete whole layers and leave a constant
+encoder. A sizing run therefore ranks each weight by its magnitude relative
+to its layer's standard deviation, still with one global threshold: the
+layers keep comparable densities, as they do after training.
 """
 from __future__ import annotations
 
@@ -45,7 +53,8 @@ def make_sizing_run(paths: RunPaths, cfg: Config, alpha: float, bn_images: int =
     model = models.build_model(cfg.model.arch, source.num_classes, cfg.model.width)
     params = prunable_parameters(model, cfg.prune.include)
     ones = full_masks(params)
-    for level, masks in ((0, ones), (1, global_magnitude_masks(params, ones, alpha))):
+    scaled = {n: p.detach() / p.detach().std().clamp_min(1e-12) for n, p in params.items()}
+    for level, masks in ((0, ones), (1, global_magnitude_masks(scaled, ones, alpha))):
         apply_masks(params, masks)
         _recalibrate_bn(model, source.train.images[:bn_images])
         meta = {"level": level, "alpha_target": 1.0 if level == 0 else alpha,
