@@ -81,7 +81,7 @@ def test_streamed_samples_and_bad_frames(resnet_run):
 def test_mobilenet_v3_small_on_the_twin(tmp_path):
     cfg = load_config("quick", overrides=["model.arch=mobilenet_v3_small", "model.width=0.25"])
     make_sizing_run(RunPaths(tmp_path), cfg, alpha=0.1)
-    e = _build_and_emulate(tmp_path, "--arch", "mobilenet_v3_small", "--width", "0.25", *SMALL_FW)
+    e = _build_and_emulate(tmp_path, *SMALL_FW)
     assert e["model"] == "mobilenet_v3_small"
     assert e["features"]["bit_exact"]
     assert abs(e["device_accuracy_after"] - e["host_accuracy"]) <= 1.0
