@@ -197,6 +197,26 @@ def export_cmd(cfg: Config, paths: RunPaths, quiet: bool, level: int | None, tfl
 
 
 @cli.command()
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the generator reports as JSON.")
+def codegen(cfg: Config, paths: RunPaths, quiet: bool, as_json: bool) -> None:
+    """C sources from the exported model: weight tables, op schedule, arena plan, head, samples."""
+    from .build import ensure_export, generate_sources
+
+    ensure_export(cfg, paths, quiet)
+    g = generate_sources(cfg, paths)
+    if as_json:
+        click.echo(json.dumps(g, indent=2, default=str))
+    elif not quiet:
+        m, h = g["model"], g["head"]["memory"]
+        click.echo(f"model {g['model_sha256'][:16]}: {m['op_count']} ops, arena plan "
+                   f"{m['arena_size']:,} B, weight image {m['image_size']:,} B\n"
+                   f"head: state {h['state_bytes']:,} B, feature cache {h['cache_bytes']:,} B; "
+                   f"samples: {g['samples']['train']} train + {g['samples']['test']} test\n"
+                   f"wrote {paths.generated_dir}")
+
+
+@cli.command()
 @click.option("--board", default="nucleo-f746", show_default=True, help="Target board.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Run folder (same as --run-dir).")

@@ -57,3 +57,14 @@ def test_export_corrupt_checkpoint(tmp_path):
     r = run_cli("export", "--run-dir", str(tmp_path), "--level", "0")
     assert_one_line_error(r, "corrupt or foreign checkpoint")
     assert not paths.export_dir.exists()
+
+
+def test_codegen_command(tiny_run):
+    r = run_cli("codegen", "--run-dir", str(tiny_run), *TINY, "--set", "firmware.train_per_class=2",
+                "--set", "firmware.test_per_class=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    gen = RunPaths(tiny_run).generated_dir
+    for name in ("et_model.c", "et_model.h", "et_head_config.h", "et_head_data.c",
+                 "et_samples.c", "et_samples.h"):
+        assert "sha256" in (gen / name).read_text()[:400], name
+    assert "arena plan" in r.stdout
