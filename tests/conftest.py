@@ -25,3 +25,19 @@ def tiny_run(tmp_path_factory):
     r = run_cli("prune", "--quiet", "--run-dir", str(root), *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def objs(tmp_path_factory):
+    """The C runtime compiled once for the host (plain build)."""
+    from runtime_harness import runtime_objects
+
+    return runtime_objects(tmp_path_factory.mktemp("obj"))
+
+
+@pytest.fixture(scope="session")
+def asan_objs(tmp_path_factory):
+    """The C runtime compiled once with AddressSanitizer and UBSan."""
+    from runtime_harness import runtime_objects
+
+    return runtime_objects(tmp_path_factory.mktemp("obj_asan"), sanitize=True)

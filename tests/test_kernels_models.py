@@ -27,7 +27,7 @@ from entropi_tiny.export.sparse_image import encode_model
 from entropi_tiny.export.tflite_model import read_tflite
 from entropi_tiny.models import build_model
 from helpers import SHARED_CIFAR
-from runtime_harness import build_runtime, run_runtime, run_tflm, runtime_objects
+from runtime_harness import build_runtime, run_runtime, run_tflm
 from torch_to_tflite import encoder_tflite, prune_global, quantize_input, randomize_bn
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
@@ -51,16 +51,6 @@ def images():
     calib = normalize(task.train.images[:32]).numpy()
     real = np.concatenate([shared_cifar(50), task.test.images[:30].numpy()])
     return calib, normalize(torch.from_numpy(real)).numpy()
-
-
-@pytest.fixture(scope="module")
-def objs(tmp_path_factory):
-    return runtime_objects(tmp_path_factory.mktemp("obj"))
-
-
-@pytest.fixture(scope="module")
-def asan_objs(tmp_path_factory):
-    return runtime_objects(tmp_path_factory.mktemp("obj_asan"), sanitize=True)
 
 
 def encoder(arch: str, alpha: float, calib: np.ndarray, width: float = 0.25) -> bytes:

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
-from runtime_harness import build_runtime, run_runtime, run_tflm, runtime_objects
+from runtime_harness import build_runtime, run_runtime, run_tflm
 from tf_ops import op_names, tflite_of
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not ins
 DENSITIES = [1.0, 0.1, 0.01, 0.0]
 ASYM = (-0.5, 2.0)
 SYM = (-1.0, 1.0)
-
-
-@pytest.fixture(scope="module")
-def objs(tmp_path_factory):
-    return runtime_objects(tmp_path_factory.mktemp("obj"))
-
-
-@pytest.fixture(scope="module")
-def asan_objs(tmp_path_factory):
-    return runtime_objects(tmp_path_factory.mktemp("obj_asan"), sanitize=True)
 
 
 def check(tmp_path, objs, kind, shape, density=1.0, calib=SYM, expect_ops=None, gen=None, n=6, **kw):
