@@ -131,7 +131,9 @@ def _npz(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
-def compile_all(cfg: Config, paths: RunPaths, board_name: str) -> dict:
+def compile_all(cfg: Config, paths: RunPaths, board_name: str, quiet: bool = False) -> dict:
+    from tqdm import tqdm
+
     from .toolchain.build import compile_firmware
     from .toolchain.checks import check_no_double_precision
 
@@ -139,15 +141,16 @@ def compile_all(cfg: Config, paths: RunPaths, board_name: str) -> dict:
     gen = paths.generated_dir
     sources = [APP_MAIN, *firmware_sources(), *sorted(gen.glob("*.c"))]
     includes = [FIRMWARE_DIR / "src", gen]
+    stream = {"ET_APP_STREAM": None, "ET_APP_STREAM_TIMEOUT": STREAM_TIMEOUT}
+    images = [(b, variant, defines)
+              for b in [board] + ([get_board(board.twin)] if board.twin else [])
+              for variant, defines in (("", {}), ("stream", stream))]
     results = {}
-    for b in [board] + ([get_board(board.twin)] if board.twin else []):
-        for variant, defines in (("", {}), ("stream", {"ET_APP_STREAM": None,
-                                                       "ET_APP_STREAM_TIMEOUT": STREAM_TIMEOUT})):
-            out = paths.board_dir(b.name) / variant if variant else paths.board_dir(b.name)
-            r = compile_firmware(b, sources, includes, out, defines, cfg.firmware.stack_bytes)
-            check_no_double_precision(r.elf)
-            key = b.name + (f"/{variant}" if variant else "")
-            results[key] = atomic.read_json(r.size_report)
+    for b, variant, defines in tqdm(images, desc="compile", unit="image", disable=quiet):
+        out = paths.board_dir(b.name) / variant if variant else paths.board_dir(b.name)
+        r = compile_firmware(b, sources, includes, out, defines, cfg.firmware.stack_bytes)
+        check_no_double_precision(r.elf)
+        results[b.name + (f"/{variant}" if variant else "")] = atomic.read_json(r.size_report)
     return results
 
 
@@ -166,7 +169,7 @@ def run_build(cfg: Config, paths: RunPaths, board_name: str = "nucleo-f746",
         if done.get("key") == key and all(Path(b["elf"]).is_file() for b in done["boards"].values()):
             return done
     generated = generate_sources(cfg, paths)
-    boards = compile_all(cfg, paths, board_name)
+    boards = compile_all(cfg, paths, board_name, quiet)
     summary = {"format": BUILD_FORMAT, "key": key, "board": board_name,
                "twin": get_board(board_name).twin, "level": export["level"],
                "alpha": export["alpha"], "arch": export["arch"], "width": export["width"],
