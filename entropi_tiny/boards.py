@@ -21,9 +21,9 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
 
 CORTEX_M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard")
 
-# Shared by every board: reset and fault handling, stack scan, console, printf, frames.
+# Shared by every board: reset and fault handling, stack scan, console, printf, frames, CRC-32.
 PLATFORM_SOURCES = ("src/et_startup.c", "src/et_stack.c", "src/et_console.c", "src/et_printf.c",
-                    "src/et_frames.c")
+                    "src/et_frames.c", "src/et_crc32.c")
 
 
 @dataclass(frozen=True)

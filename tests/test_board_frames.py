@@ -26,7 +26,7 @@ HOST_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
 def harness(tmp_path_factory):
     exe = tmp_path_factory.mktemp("host") / "et_frames_fuzz"
     subprocess.run(["gcc", *HOST_CFLAGS, f"-I{FIRMWARE_DIR / 'include'}",
-                    str(FIRMWARE_DIR / "src" / "et_frames.c"),
+                    str(FIRMWARE_DIR / "src" / "et_frames.c"), str(FIRMWARE_DIR / "src" / "et_crc32.c"),
                     str(FIRMWARE_DIR / "tests" / "et_frames_fuzz.c"), "-o", str(exe)],
                    check=True, capture_output=True, text=True)
     return exe

@@ -33,6 +33,7 @@ def dump_exe(tmp_path_factory):
     subprocess.run(["gcc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
                     "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                     f"-I{ROOT / 'firmware/include'}", str(ROOT / "firmware/src/et_sparse_image.c"),
+                    str(ROOT / "firmware/src/et_crc32.c"),
                     str(ROOT / "firmware/tests/et_sparse_image_dump.c"), "-o", str(exe)], check=True)
     return exe
 

@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "et_crc32.h" /* et_crc32_update: the frames' CRC-32 */
+
 #define ET_FRAME_SYNC0 0xEBu
 #define ET_FRAME_SYNC1 0x90u
 #define ET_FRAME_HEADER_BYTES 7u
@@ -104,7 +106,6 @@ int et_frames_pending(const et_frames_parser *p);
 size_t et_frames_encode(uint8_t *out, size_t out_size, uint8_t type, uint8_t seq, const uint8_t *payload,
                         size_t length);
 
-uint32_t et_crc32_update(uint32_t crc, const uint8_t *data, size_t n); /* start at 0 */
 uint8_t et_crc8(const uint8_t *data, size_t n);
 
 #endif /* ET_FRAMES_H */

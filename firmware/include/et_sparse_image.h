@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "et_crc32.h" /* et_crc32: the image checksum */
+
 #define ET_IMAGE_VERSION 2u
 
 typedef enum {
@@ -81,7 +83,6 @@ typedef struct {
     int bad;                   /* the offset tables were inconsistent */
 } et_nz_iter_t;
 
-uint32_t et_crc32(const uint8_t *p, size_t n);
 et_status_t et_image_open(et_image_t *img, const uint8_t *data, size_t size);
 et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t);
 uint32_t et_index_entry(const uint8_t *table, uint8_t width, uint32_t i);

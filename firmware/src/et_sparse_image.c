@@ -19,15 +19,6 @@ static uint32_t rd_u32(const uint8_t *p) { return rd_u16(p) | rd_u16(p + 2) << 1
 int32_t et_read_i32(const uint8_t *p) { uint32_t u = rd_u32(p); int32_t s; memcpy(&s, &u, 4); return s; }
 static float rd_f32(const uint8_t *p) { uint32_t u = rd_u32(p); float f; memcpy(&f, &u, 4); return f; }
 
-uint32_t et_crc32(const uint8_t *p, size_t n) {
-    /* CRC-32/ISO-HDLC, bit by bit: reflected polynomial 0xEDB88320. */
-    uint32_t crc = 0xFFFFFFFFu;
-    while (n--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return crc ^ 0xFFFFFFFFu;
-}
 
 uint32_t et_index_entry(const uint8_t *table, uint8_t width, uint32_t i) {
     return width == 2 ? rd_u16(table + 2u * i) : rd_u32(table + 4u * i);
