@@ -97,6 +97,12 @@ def tflite_of(kind: str, input_shape: tuple, density: float = 1.0, seed: int = 0
         for _ in range(16):
             yield [rng.uniform(calib[0], calib[1], input_shape).astype(np.float32)]
 
+    return int8_tflite(tf, concrete, representative)
+
+
+def int8_tflite(tf, concrete, representative) -> bytes:
+    """Full-integer int8 conversion of a concrete function, without the exporter's op
+    check: these test models use ops (FULLY_CONNECTED) the exporter never emits."""
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative

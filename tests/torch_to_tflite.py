@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models.resnet import ResNet
 from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
 
-from tf_ops import _tf
+from tf_ops import _tf, int8_tflite
 
 
 def prune_global(model: nn.Module, alpha: float) -> None:
@@ -137,12 +137,7 @@ def encoder_tflite(model: nn.Module, calib_nchw: np.ndarray) -> bytes:
         for img in calib_nchw:
             yield [img.transpose(1, 2, 0)[None].astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return conv.convert()
+    return int8_tflite(tf, fn, representative)
 
 
 def quantize_input(images_nchw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
