@@ -3,20 +3,21 @@
 Usage:
     x, y = load_cifar("test", ["cat", "dog"], per_class=20)   # float NCHW normalised, int labels
 
-Images come from the shared CIFAR-10 PNG folders next to the repository
-(repo_root.parent / "shared" / "data" / "cifar10"); tests skip if it is absent.
+Images come from the built-in CIFAR-10 subset shipped in the package
+(entropi_tiny/assets/builtin_cifar10.zip: 300 train and 80 test images per
+class), so the tests run the same in any clone, with or without ../shared.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import io
+import zipfile
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CIFAR_DIR = REPO_ROOT.parent / "shared" / "data" / "cifar10"
+from entropi_tiny.data import BUILTIN_ZIP
+
 SOURCE_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
 TARGET_CLASSES = ["dog", "frog", "horse", "ship", "truck"]
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
@@ -24,15 +25,22 @@ STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
 
 
 def load_cifar(split: str, classes: list[str], per_class: int, offset: int = 0):
-    """(images (N, 3, 32, 32) float32 normalised, labels (N,) int64), classes in order."""
-    if not CIFAR_DIR.is_dir():
-        pytest.skip(f"CIFAR-10 PNGs not found at {CIFAR_DIR}")
+    """(images (N, 3, 32, 32) float32 normalised, labels (N,) int64), classes in order.
+
+    Asking for more images than the built-in subset holds is an error, not a
+    silent shortfall."""
     xs, ys = [], []
-    for label, cls in enumerate(classes):
-        files = sorted((CIFAR_DIR / split / cls).glob("*.png"))[offset:offset + per_class]
-        for f in files:
-            xs.append(np.asarray(Image.open(f).convert("RGB"), np.uint8))
-            ys.append(label)
+    with zipfile.ZipFile(BUILTIN_ZIP) as z:
+        names = z.namelist()
+        for label, cls in enumerate(classes):
+            files = sorted(n for n in names if n.startswith(f"{split}/{cls}/"))
+            files = files[offset:offset + per_class]
+            if len(files) < per_class:
+                raise ValueError(f"built-in {split}/{cls} has {len(files)} images from {offset}, "
+                                 f"{per_class} asked")
+            for f in files:
+                xs.append(np.asarray(Image.open(io.BytesIO(z.read(f))).convert("RGB"), np.uint8))
+                ys.append(label)
     x = np.stack(xs).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     return (x - MEAN) / STD, np.array(ys, np.int64)
 

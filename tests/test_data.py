@@ -29,20 +29,50 @@ def test_builtin_source_and_target_are_disjoint_real_images():
     assert abs(float(normalize(src.train.images).mean())) < 0.3
 
 
-def test_builtin_matches_the_shared_copy():
-    if not SHARED_CIFAR.is_dir():
-        pytest.skip("shared CIFAR-10 copy not present")
-    tgt = load_task("builtin", "target", DataConfig())
-    first = np.asarray(Image.open(SHARED_CIFAR / "train" / "dog" / "0000.png").convert("RGB"))
-    assert np.array_equal(tgt.train.images[0].permute(1, 2, 0).numpy(), first)
+# SHA-256 of the decoded pixels of every built-in image, in zip order (PROVENANCE.md):
+# a changed or damaged asset fails here, in any clone.
+BUILTIN_PIXELS_SHA256 = "5937393cd3baa668cc7468e6045a425daa0c77fd24b188a890df5972e759195c"
 
 
-def test_imagefolder_with_train_test_split():
-    if not SHARED_CIFAR.is_dir():
-        pytest.skip("shared CIFAR-10 copy not present")
-    task = load_task(f"imagefolder:{SHARED_CIFAR}", "target", DataConfig())
-    assert len(task.classes) == 10
-    assert len(task.train) == 10_000 and len(task.test) == 2_000
+def test_builtin_content_is_the_recorded_subset():
+    import hashlib
+    import io
+    import zipfile
+
+    from entropi_tiny.data import BUILTIN_ZIP
+
+    h = hashlib.sha256()
+    with zipfile.ZipFile(BUILTIN_ZIP) as z:
+        names = z.namelist()
+        for n in names:
+            h.update(n.encode() + np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB")).tobytes())
+    assert len(names) == 3800 and h.hexdigest() == BUILTIN_PIXELS_SHA256
+    # Where the shared CIFAR-10 copy sits beside the repository, it is the same data.
+    if SHARED_CIFAR.is_dir():
+        tgt = load_task("builtin", "target", DataConfig())
+        first = np.asarray(Image.open(SHARED_CIFAR / "train" / "dog" / "0000.png").convert("RGB"))
+        assert np.array_equal(tgt.train.images[0].permute(1, 2, 0).numpy(), first)
+
+
+def test_imagefolder_with_train_test_split(tmp_path):
+    """A {train,test}/<class>/*.png tree written from the built-in images loads back as they were."""
+    src = load_task("builtin", "target", DataConfig())
+    for split, part, n in (("train", src.train, 12), ("test", src.test, 4)):
+        for c, name in enumerate(src.classes):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            idx = torch.nonzero(part.labels == c).flatten()[:n]
+            for i in idx.tolist():
+                Image.fromarray(part.images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+    task = load_task(f"imagefolder:{tmp_path}", "target", DataConfig())
+    assert task.classes == src.classes
+    assert len(task.train) == 60 and len(task.test) == 20
+    first = torch.nonzero(src.train.labels == 0).flatten()[0]
+    assert torch.equal(task.train.images[0], src.train.images[first])
+    if SHARED_CIFAR.is_dir():                 # an extra case where the shared copy is present
+        shared = load_task(f"imagefolder:{SHARED_CIFAR}", "target", DataConfig())
+        assert len(shared.classes) == 10
+        assert len(shared.train) == 10_000 and len(shared.test) == 2_000
 
 
 def _tree(root, domains, classes, n=3, size=(32, 32)):

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python -m pytest tests/test_export_trained.py
 
-A ResNet18 at width 0.25 is trained briefly (2 epochs on 3000 images) on 5 CIFAR-10 classes (the
+A ResNet18 at width 0.25 is trained briefly (4 epochs on 1500 built-in images) on 5 CIFAR-10 classes (the
 source); the other 5 classes are the target: int8 calibration, a linear head
 trained on float target-train features, and evaluation on target-test images
 fed once as float features and once as TFLM int8 features. A 90%-pruned copy
@@ -28,17 +28,20 @@ from export_helpers import SOURCE_CLASSES, TARGET_CLASSES, linear_probe, load_ci
 
 @pytest.fixture(scope="module")
 def trained_model():
-    x, y = load_cifar("train", SOURCE_CLASSES, per_class=600)
+    x, y = load_cifar("train", SOURCE_CLASSES, per_class=300)
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=5, width=0.25)
-    return train_classifier(model, x, y, epochs=2)
+    return train_classifier(model, x, y, epochs=4)
 
 
 @pytest.fixture(scope="module")
 def target():
     xtr, ytr = load_cifar("train", TARGET_CLASSES, per_class=200)
-    xte, yte = load_cifar("test", TARGET_CLASSES, per_class=100)
-    return xtr, ytr, xte, yte
+    # Evaluation: the 80 test images per class, plus the 100 train images per class
+    # that neither the encoder (source classes only) nor the probe ever sees.
+    xte, yte = load_cifar("test", TARGET_CLASSES, per_class=80)
+    xho, yho = load_cifar("train", TARGET_CLASSES, per_class=100, offset=200)
+    return xtr, ytr, np.concatenate([xte, xho]), np.concatenate([yte, yho])
 
 
 @pytest.fixture(scope="module")
