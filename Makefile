@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.setup-stamp
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt test demo bench clean
+.PHONY: setup apt test demo bench readme-figures clean
 
 setup: apt $(STAMP)
 
@@ -43,6 +43,11 @@ demo: setup
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/readme_figures.py
+
+# The README's figure block, rendered from benchmarks/results/*.json (CI checks it).
+readme-figures:
+	python3 benchmarks/readme_figures.py
 
 clean:
 	rm -rf $(VENV) export/default
