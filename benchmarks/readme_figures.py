@@ -99,9 +99,21 @@ def firmware_rows(d: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def profile_rows(d: dict) -> list[tuple[str, str]]:
+    """Table 2: one row per model and mode, ours beside the paper's."""
+    rows = []
+    for r in d["rows"]:
+        paper = ""
+        if r.get("paper_mflops") is not None:
+            paper = f" (paper: {r['paper_mflops']:g} MFLOPs, {r['paper_memory_mb']:g} MB)"
+        rows.append((f"Table 2, {r['model']} {r['mode']}, batch {r['batch']} (`profile.json`)",
+                     f"{r['mflops']:,.2f} MFLOPs, {r['memory_mb']:,.2f} MB{paper}"))
+    return rows
+
+
 RENDERERS = {"mask_overhead": mask_rows, "entropy": entropy_rows,
              "sparse_image": sparse_image_rows, "runtime": runtime_rows,
-             "firmware": firmware_rows}
+             "profile": profile_rows, "firmware": firmware_rows}
 
 
 def render(results: Path = RESULTS) -> str:
