@@ -79,9 +79,8 @@ def _drive(image: Path, wait_s: float) -> Attempt:
     while True:
         fail = drive / "FAIL.TXT"
         if fail.is_file():
-            reason = fail.read_text(errors="replace").strip().splitlines()[:1]
-            return Attempt("drive", True, False, f"the ST-LINK reported {reason or ['a failure']}"
-                                                 f"[0] in {fail}")
+            lines = fail.read_text(errors="replace").strip().splitlines() or ["a failure"]
+            return Attempt("drive", True, False, f"the ST-LINK wrote {fail}: {lines[0][:200]}")
         if not target.exists() or time.monotonic() >= deadline:
             break   # programmed (the ST-LINK drops the file and remounts), or waited enough
         time.sleep(0.1)

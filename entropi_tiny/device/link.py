@@ -78,6 +78,7 @@ class Link:
         self.seq = 0
         self.tail = b""          # recent bytes, to spot a boot banner split across reads
         self.resends = 0         # requests sent again (damage or timeout)
+        self.resend_reasons: dict[str, int] = {}
 
     @classmethod
     def open(cls, port: str, timeout: float = 10.0, retries: int = 3) -> "Link":
@@ -148,6 +149,8 @@ class Link:
             self._write(wire)
             ack = self._wait_ack(seq, time.monotonic() + self.timeout)
             if ack is None or ack.payload[0] in frames.RETRY_STATUSES:
+                why = "timeout" if ack is None else frames.status_name(ack.payload[0])
+                self.resend_reasons[why] = self.resend_reasons.get(why, 0) + 1
                 continue
             status = ack.payload[0]
             if status != frames.OK:

@@ -126,6 +126,7 @@ class Session:
         out = {"samples": len(payloads), "mean_loss": float(np.mean(losses)) if losses else None,
                "losses": [float(v) for v in losses], "streamed_before": streamed_before,
                "head_from_boot": d.head_from_boot, "resends": self.link.resends,
+               "resend_reasons": dict(self.link.resend_reasons),
                "accuracy": acc["accuracy"], "correct": acc["correct"], "test_samples": acc["n"],
                "counter_unit": d.counter_unit}
         if extract:
