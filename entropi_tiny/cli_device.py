@@ -144,6 +144,8 @@ def info(ctx, as_json: bool) -> None:
     s.link.close()
     d = s.info()
     f = d["firmware"]
+    if f["matches"]:
+        s.store_figures({})    # the boot run's figures, e.g. a board's cycles
     verdict = {True: "matches", False: "DOES NOT match", None: "cannot be checked against"}
     _emit(d, as_json or ctx.obj["json"],
           f"{d['board']} on {d['port']}: protocol {d['version']}, firmware crc32 "

@@ -76,7 +76,7 @@ def test_the_probe_would_write_with_native_semihosting(probe):
 
 def test_frames_fuzz_seeds_replay_clean(tmp_path):
     """The fuzz target on its seed corpus, built with gcc (no libFuzzer needed)."""
-    exe = frames_fuzz.build_fuzzer(tmp_path, replay=True)
+    exe = frames_fuzz.build_fuzzer(tmp_path, mode="replay")
     seeds = frames_fuzz.write_seed_corpus(tmp_path / "corpus")
     r = subprocess.run([str(exe), *map(str, seeds)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == f"replayed {len(seeds)} inputs", r.stderr

@@ -31,7 +31,7 @@ def _image_file(path: Path) -> np.ndarray:
         raise UserError(f"not a readable image: {path}") from None
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
         rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)   # a writable copy, for torch.from_numpy
 
 
 def _quantizer(paths: RunPaths):

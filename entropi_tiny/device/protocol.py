@@ -23,8 +23,9 @@ from ..errors import UserError
 NAME_BYTES = 16
 # INFO: version, board, counter unit, image CRC and size, sample bytes, D, C,
 # train and test counts, arena, head state, stack size and high water, flash
-# and RAM budgets, streamed samples, head origin, boot inference count and
-# total, boot training total and its SGD steps.
+# and RAM budgets, streamed samples, head origin, the inference count and
+# total since boot (embedded and streamed samples), the boot training total and
+# its SGD steps.
 INFO_FORMAT = f"<B{NAME_BYTES}s{NAME_BYTES}sIIIHHHHIIIIIIIBIQQI"
 SAMPLE_FORMAT = "<fIQQ"      # loss, streamed, extract units, SGD step units
 EVAL_FORMAT = "<IIQ"         # correct, n, units
@@ -55,8 +56,8 @@ class Info:
     ram_budget: int
     streamed: int
     head_from_boot: bool
-    boot_inferences: int
-    boot_inference_units: int
+    inferences: int
+    inference_units: int
     boot_train_units: int
     boot_sgd_steps: int
 

@@ -162,14 +162,14 @@ class Session:
 
     # -- figures ----------------------------------------------------------------
     def store_figures(self, measured: dict) -> None:
-        """Per-board figures in the run folder; the boot run's come from INFO."""
+        """Per-board figures in the run folder, beside what INFO says of the run since boot."""
         d = self.device
         path = figures_path(self.paths, d.board)
         old = atomic.read_json(path) if path.is_file() else {}
         fig = {**(old if old.get("image_crc32") == f"{d.image_crc32:08x}" else {}),
                "format": FIGURES_FORMAT, "board": d.board, "counter_unit": d.counter_unit,
                "image_crc32": f"{d.image_crc32:08x}",
-               "boot_per_inference": d.boot_inference_units / max(d.boot_inferences, 1),
+               "per_inference_since_boot": d.inference_units / max(d.inferences, 1),
                "boot_per_sgd_step": d.boot_train_units / max(d.boot_sgd_steps, 1),
                "stack_high_water_bytes": d.stack_high_water_bytes, **measured}
         atomic.write_json(path, fig)

@@ -5,7 +5,8 @@ Usage:
     exe = build_fuzzer(Path("build/fuzz-frames"))              # clang + libFuzzer + ASan/UBSan
     write_seed_corpus(Path("build/fuzz-frames/corpus"))
     run_fuzzer(exe, corpus, seconds=60)                        # CompletedProcess; rc 0 = no crash
-    replay = build_fuzzer(out, replay=True)                    # gcc, no libFuzzer: runs files
+    replay = build_fuzzer(out, mode="replay")                  # gcc, no libFuzzer: runs files
+    driver = build_fuzzer(out, mode="driver")                  # the stdin driver of the tests
 
 The target is LLVMFuzzerTestOneInput in firmware/tests/et_frames_fuzz.c
 (-DET_FRAMES_LIBFUZZER): it builds frames from the input with correct CRCs
@@ -39,23 +40,32 @@ def find_clang() -> str:
         if shutil.which(name):
             return name
     raise UserError("clang not found: the libFuzzer target needs it (`sudo apt-get install "
-                    "clang`); build with replay=True to run a corpus with gcc instead")
+                    "clang`); build with mode='replay' to run a corpus with gcc instead")
 
 
-def build_command(exe: Path, replay: bool = False) -> list[str]:
-    if replay:
-        return ["gcc", *CFLAGS, "-fsanitize=address,undefined", "-DET_FRAMES_REPLAY",
-                f"-I{FIRMWARE_DIR / 'include'}", *map(str, SOURCES), "-o", str(exe)]
-    return [find_clang(), *CFLAGS, "-fsanitize=fuzzer,address,undefined", "-DET_FRAMES_LIBFUZZER",
-            f"-I{FIRMWARE_DIR / 'include'}", *map(str, SOURCES), "-o", str(exe)]
+MODES = {  # mode -> (compiler, sanitizers, define, executable name)
+    "driver": ("gcc", "address,undefined", None, "et_frames_driver"),        # stdin commands
+    "replay": ("gcc", "address,undefined", "ET_FRAMES_REPLAY", "et_frames_replay"),
+    "libfuzzer": (None, "fuzzer,address,undefined", "ET_FRAMES_LIBFUZZER", "et_frames_fuzzer"),
+}
 
 
-def build_fuzzer(out: Path, replay: bool = False) -> Path:
+def build_command(exe: Path, mode: str = "libfuzzer") -> list[str]:
+    """The compiler command for one of MODES: the stdin driver of tests/test_board_frames.py,
+    the corpus replayer (gcc only) or the libFuzzer target (clang)."""
+    compiler, sanitizers, define, _ = MODES[mode]
+    return [compiler or find_clang(), *CFLAGS, f"-fsanitize={sanitizers}",
+            *([f"-D{define}"] if define else []), f"-I{FIRMWARE_DIR / 'include'}",
+            *map(str, SOURCES), "-o", str(exe)]
+
+
+def build_fuzzer(out: Path, mode: str = "libfuzzer") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    exe = out / ("et_frames_replay" if replay else "et_frames_fuzzer")
-    r = subprocess.run(build_command(exe, replay), capture_output=True, text=True)
+    exe = out / MODES[mode][3]
+    r = subprocess.run(build_command(exe, mode), capture_output=True, text=True)
     if r.returncode != 0:
-        raise UserError(f"building the frames fuzzer failed: {r.stderr.strip().splitlines()[-1]}")
+        raise UserError(f"building the frames {mode} failed: "
+                        f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
     return exe
 
 
