@@ -17,6 +17,7 @@ import os
 import select
 import struct
 import threading
+import time
 import tty
 import zlib
 from pathlib import Path
@@ -75,7 +76,8 @@ class FakeBoard:
                 continue
             try:
                 chunk = os.read(self.master, 65536)
-            except OSError:
+            except OSError:          # EIO while nobody has the port open
+                time.sleep(0.05)
                 continue
             for e in dec.feed(chunk):
                 if isinstance(e, F.Frame) and not self.silent:

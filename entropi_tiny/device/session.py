@@ -103,7 +103,8 @@ class Session:
                     for q, y in zip(images_q, labels)]       # every sample checked first
         losses, extract, step = [], [], []
         streamed_before = d.streamed
-        bar = tqdm(total=len(payloads), desc="train", unit="sample", disable=not progress)
+        bar = tqdm(total=len(payloads), desc="train", unit="sample", disable=not progress,
+                   leave=False)   # erased at the end: an error stays one line
         try:
             for i, payload in enumerate(payloads):
                 try:
