@@ -104,6 +104,12 @@ def test_device_trains_like_the_host_reference(run, twin, tmp_path):
     figures = atomic.read_json(run.root / "device" / "mps2-an500.json")
     assert figures["counter_unit"] == "instructions" and figures["per_inference"] > 0
 
+    assert device_json(port, run, "reset-head")["streamed_before"] == n
+    after = device_json(port, run, "info")
+    assert after["streamed"] == 0 and not after["head_from_boot"]
+    fresh = HeadReference(spec).evaluate(z["test_features"], z["test_y"])
+    assert device_json(port, run, "eval")["correct"] == fresh
+
 
 def test_a_retransmitted_sample_is_trained_once(run, twin):
     z = np.load(run.samples_npz)

@@ -17,6 +17,7 @@ Every failure is a UserError subclass with a one-line message.
 """
 from __future__ import annotations
 
+import errno
 import time
 
 from ..errors import UserError
@@ -56,14 +57,13 @@ def open_serial(port: str, timeout: float):
                              exclusive=True)
     except serial.SerialException as e:
         msg = str(e)
-        if "exclusively lock" in msg or "Resource temporarily unavailable" in msg or \
-                "Device or resource busy" in msg:
+        if "exclusively lock" in msg or getattr(e, "errno", None) in (errno.EBUSY, errno.EAGAIN):
             raise UserError(f"serial port {port} is busy: another program has it open "
                             "(close picocom/screen or the other entropi-tiny)") from None
-        if "No such file" in msg or "could not open port" in msg:
+        if getattr(e, "errno", None) == errno.ENOENT:
             raise UserError(f"serial port {port} does not exist (is the board plugged in? "
                             "for the twin, use the path `entropi-tiny twin` printed)") from None
-        raise UserError(f"cannot open serial port {port}: {msg}") from None
+        raise UserError(f"cannot open serial port {port}: {msg.splitlines()[0]}") from None
     except OSError as e:
         raise UserError(f"cannot open serial port {port}: {e.strerror or e}") from None
 
@@ -159,4 +159,5 @@ class Link:
             return ack.payload[1:]
         raise DeviceTimeout(f"no answer from {self.name} within {self.timeout:g} s "
                             f"({self.retries + 1} tries): is it running the streaming image "
-                            "(firmware/<board>/stream) and is this its port?")
+                            "(firmware/<board>/stream) and is this its port? (after a reset it "
+                            "first trains on its embedded samples: wait, or raise --timeout)")
