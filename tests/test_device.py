@@ -101,6 +101,25 @@ def test_device_trains_like_the_host_reference(run, twin, tmp_path):
         assert row["class"] == ref.predict(ref.dequantize(feat))
         np.testing.assert_allclose(row["logits"], ref.forward(ref.dequantize(feat)), rtol=1e-4,
                                    atol=1e-5)
+    # A picture goes through the pipeline's resize, normalisation and input quantization.
+    from PIL import Image
+    import torch
+
+    from entropi_tiny.data import normalize
+    from entropi_tiny.export.tflite_ops import parse_tflite
+    from entropi_tiny.export.tflm import quantize_images
+
+    rgb = np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "picture.png")
+    small = np.asarray(Image.fromarray(rgb).resize((32, 32), Image.BILINEAR))
+    q = quantize_images(normalize(torch.from_numpy(small.copy()).permute(2, 0, 1)[None]).numpy(),
+                        parse_tflite(run.tflite))[0]
+    np.save(tmp_path / "picture.npy", q)
+    png, npy = device_json(port, run, "predict", str(tmp_path / "picture.png"),
+                           str(tmp_path / "picture.npy"))
+    assert png["logits"] == npy["logits"] and png["class"] == npy["class"]
+    assert sum(png["scores"]) == pytest.approx(1.0)
+
     figures = atomic.read_json(run.root / "device" / "mps2-an500.json")
     assert figures["counter_unit"] == "instructions" and figures["per_inference"] > 0
 
