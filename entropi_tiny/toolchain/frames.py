@@ -8,7 +8,10 @@ Usage:
         ...
     dec.timeout(); dec.counts                   # {"ok": 3, "bad_crc": 1, ...}
 
-The format is specified in docs/uart_frames.md. Decoder mirrors the C
+The format is specified in docs/uart_frames.md (protocol version 2: the
+request types SAMPLE, END, PING, INFO, EVAL, PREDICT, RESET_HEAD and ACK,
+whose payload is a status byte then the reply; the replies' layouts are in
+entropi_tiny/device/protocol.py). Decoder mirrors the C
 parser (firmware/src/et_frames.c) decision for decision, so for any byte
 stream and any sequence of timeouts both report the same frames, the same
 rejections and the same counts; the tests hold them to it.
