@@ -285,6 +285,10 @@ def _level_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+from .cli_device import register as _register_device  # noqa: E402  (flash, device, twin)
+_register_device(cli)
+
+
 def main() -> None:
     try:
         code = cli.main(standalone_mode=False, prog_name="entropi-tiny")

@@ -14,22 +14,14 @@ import zlib
 import pytest
 from board_support import build_selftest
 
-from entropi_tiny.boards import FIRMWARE_DIR
 from entropi_tiny.toolchain import frames as F
+from entropi_tiny.toolchain import frames_fuzz
 from entropi_tiny.toolchain import run_qemu
-
-HOST_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
-               "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("host") / "et_frames_fuzz"
-    subprocess.run(["gcc", *HOST_CFLAGS, f"-I{FIRMWARE_DIR / 'include'}",
-                    str(FIRMWARE_DIR / "src" / "et_frames.c"), str(FIRMWARE_DIR / "src" / "et_crc32.c"),
-                    str(FIRMWARE_DIR / "tests" / "et_frames_fuzz.c"), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    return exe
+    return frames_fuzz.build_fuzzer(tmp_path_factory.mktemp("host"), mode="driver")
 
 
 # -- stream generation ------------------------------------------------------------

@@ -8,7 +8,10 @@ Usage:
         ...
     dec.timeout(); dec.counts                   # {"ok": 3, "bad_crc": 1, ...}
 
-The format is specified in docs/uart_frames.md. Decoder mirrors the C
+The format is specified in docs/uart_frames.md (protocol version 2: the
+request types SAMPLE, END, PING, INFO, EVAL, PREDICT, RESET_HEAD and ACK,
+whose payload is a status byte then the reply; the replies' layouts are in
+entropi_tiny/device/protocol.py). Decoder mirrors the C
 parser (firmware/src/et_frames.c) decision for decision, so for any byte
 stream and any sequence of timeouts both report the same frames, the same
 rejections and the same counts; the tests hold them to it.
@@ -25,13 +28,22 @@ CRC_BYTES = 4
 OVERHEAD = HEADER_BYTES + CRC_BYTES
 MAX_LENGTH = 0xFFFF
 
+# The protocol version the device reports in its INFO reply (ET_FRAMES_PROTOCOL_VERSION).
+PROTOCOL_VERSION = 2
+
 # Frame types
 SAMPLE, END, PING, ACK = 0x01, 0x02, 0x03, 0x80
-KNOWN_TYPES = frozenset((SAMPLE, END, PING, ACK))
+INFO, EVAL, PREDICT, RESET_HEAD = 0x10, 0x11, 0x12, 0x13
+KNOWN_TYPES = frozenset((SAMPLE, END, PING, INFO, EVAL, PREDICT, RESET_HEAD, ACK))
 
-# Statuses: why a frame was refused, and the payload byte of an ACK.
-OK, BAD_CRC, BAD_LENGTH, UNKNOWN_TYPE, TRUNCATED, BAD_HEADER = range(6)
-STATUS_NAMES = ("ok", "bad_crc", "bad_length", "unknown_type", "truncated", "bad_header")
+# Statuses: why a frame was refused, and the first payload byte of an ACK.
+# 0..5 are the parser's; 6 and 7 the application's, for a good frame whose
+# payload it refuses.
+OK, BAD_CRC, BAD_LENGTH, UNKNOWN_TYPE, TRUNCATED, BAD_HEADER, BAD_LABEL, BAD_SIZE = range(8)
+STATUS_NAMES = ("ok", "bad_crc", "bad_length", "unknown_type", "truncated", "bad_header",
+                "bad_label", "bad_size")
+# Statuses that mean the frame was damaged on the way: send it again.
+RETRY_STATUSES = frozenset((BAD_CRC, TRUNCATED))
 COUNT_NAMES = ("ok", "bad_crc", "bad_length", "unknown_type", "truncated", "bad_header",
                "skipped_bytes")
 
@@ -58,6 +70,10 @@ def encode(ftype: int, seq: int, payload: bytes = b"") -> bytes:
 def ack_status(frame: "Frame") -> int:
     """The status byte of an ACK frame."""
     return frame.payload[0] if frame.type == ACK and frame.payload else -1
+
+
+def status_name(status: int) -> str:
+    return STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else f"status {status}"
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,19 @@ Usage:
     run_qemu(elf, stdin=b"hello\\n")                    # bytes fed to the UART
     run_qemu(elf, stdin=lambda chunk: reply_or_none)    # interactive: called with new output
 
-The firmware's exit code arrives through semihosting (SYS_EXIT_EXTENDED) as
-QEMU's exit status. Under -icount shift=0 every instruction takes 1 ns of
-virtual time, so the counter the firmware reads is an exact instruction
-count. A run past `timeout` seconds of wall time is killed and reported.
+The firmware ends by printing "ET_EXIT <code>" and requesting a system
+reset, which ends QEMU (-no-reboot); the exit code is read from that line.
+QEMU runs without semihosting, so the guest cannot open, read or write host
+files (a semihosting call faults in the guest). Under -icount shift=0 every
+instruction takes 1 ns of virtual time, so the counter the firmware reads is
+an exact instruction count. A run past `timeout` seconds of wall time is
+killed and reported.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import selectors
 import subprocess
 import time
@@ -44,11 +48,25 @@ class RunResult:
         return self.uart_output.decode("utf-8", errors="replace")
 
 
-def qemu_command(elf: Path, machine: str = "mps2-an500") -> list[str]:
+# The last "ET_EXIT <code>" line the firmware printed (frames may precede it).
+EXIT_LINE = re.compile(rb"ET_EXIT (-?\d+)\r?\n")
+NO_EXIT_LINE = -1   # exit_code when QEMU ended without the firmware's ET_EXIT line
+
+
+def qemu_command(elf: Path, machine: str = "mps2-an500", serial: str = "stdio") -> list[str]:
+    """QEMU for the twin: no semihosting (no host file access), exit on the guest's
+    reset request, exact instruction counts. `serial`: a -serial backend (stdio, pty)."""
     return [str(find_tool("qemu-system-arm")), "-M", machine, "-cpu", "cortex-m7",
-            "-nographic", "-monitor", "none", "-serial", "stdio",
-            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-            "-kernel", str(elf)]
+            "-nographic", "-monitor", "none", "-serial", serial, "-no-reboot",
+            "-icount", "shift=0", "-kernel", str(elf)]
+
+
+def guest_exit_code(qemu_status: int, uart_output: bytes) -> int:
+    """The firmware's exit code: its last ET_EXIT line when QEMU ended normally."""
+    if qemu_status != 0:
+        return qemu_status
+    found = EXIT_LINE.findall(uart_output)
+    return int(found[-1]) if found else NO_EXIT_LINE
 
 
 def run_qemu(elf: Path, timeout: float = 30.0, stdin: bytes | Feeder | None = None,
@@ -116,6 +134,7 @@ def run_qemu(elf: Path, timeout: float = 30.0, stdin: bytes | Feeder | None = No
                 stream.close()
             except OSError:
                 pass
+    exit_code = guest_exit_code(exit_code, bytes(out))
     result = RunResult(exit_code, bytes(out), time.monotonic() - start, err.decode(errors="replace"))
     if exit_code != 0 and not out and result.stderr.strip():
         raise UserError(f"qemu-system-arm failed: {result.stderr.strip().splitlines()[0]}")

@@ -81,9 +81,9 @@ const char *et_counter_unit(void);
 
 /* ---- Exit */
 
-/* Twin: print "ET_EXIT <code>", then semihosting SYS_EXIT_EXTENDED, so QEMU
- * exits with status `code` (0..255). Board: print the same line, then sleep
- * in WFI forever. */
+/* Twin: print "ET_EXIT <code>", then request a system reset, which ends QEMU
+ * (-no-reboot); the host reads `code` from the line. Board: print the same
+ * line, then sleep in WFI forever. */
 void et_board_exit(int code) __attribute__((noreturn));
 
 /* ---- Stack */

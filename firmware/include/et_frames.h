@@ -40,13 +40,24 @@
 #define ET_FRAME_CRC_BYTES 4u
 #define ET_FRAME_OVERHEAD (ET_FRAME_HEADER_BYTES + ET_FRAME_CRC_BYTES)
 
+/* Version of the protocol (docs/uart_frames.md), reported in the INFO reply.
+ * 1: SAMPLE, END, PING, ACK with one status byte.
+ * 2: + INFO, EVAL, PREDICT, RESET_HEAD; an ACK may carry a reply after its
+ *    status byte; statuses bad_label and bad_size; retransmitted SAMPLE and
+ *    RESET_HEAD frames are not executed twice. */
+#define ET_FRAMES_PROTOCOL_VERSION 2u
+
 /* Frame types. The parser accepts only these; a frame that passes both
  * checks but has another type is counted as unknown_type and rejected. */
 typedef enum {
-    ET_FRAME_SAMPLE = 0x01, /* host -> device: one training sample (app-defined payload) */
-    ET_FRAME_END = 0x02,    /* host -> device: end of the stream, empty payload */
-    ET_FRAME_PING = 0x03,   /* host -> device: acked, nothing else */
-    ET_FRAME_ACK = 0x80,    /* device -> host: payload = one et_frame_status byte */
+    ET_FRAME_SAMPLE = 0x01,     /* host -> device: one training sample (app-defined payload) */
+    ET_FRAME_END = 0x02,        /* host -> device: end of the session, empty payload */
+    ET_FRAME_PING = 0x03,       /* host -> device: acked, nothing else */
+    ET_FRAME_INFO = 0x10,       /* host -> device: empty; reply: firmware, model, budgets */
+    ET_FRAME_EVAL = 0x11,       /* host -> device: empty; reply: accuracy on the test set */
+    ET_FRAME_PREDICT = 0x12,    /* host -> device: one image; reply: class and scores */
+    ET_FRAME_RESET_HEAD = 0x13, /* host -> device: empty; the head back to its initial state */
+    ET_FRAME_ACK = 0x80,        /* device -> host: one et_frame_status byte, then the reply */
 } et_frame_type;
 
 /* Why a frame was refused; also the status byte of an ACK frame. */
@@ -57,6 +68,9 @@ typedef enum {
     ET_FRAME_UNKNOWN_TYPE = 3, /* good frame of a type not listed above */
     ET_FRAME_TRUNCATED = 4,    /* the stream stopped inside the frame */
     ET_FRAME_BAD_HEADER = 5,   /* header CRC-8 mismatch (never acked: seq unknown) */
+    /* Set by the application for a good frame whose payload it refuses: */
+    ET_FRAME_BAD_LABEL = 6,    /* a SAMPLE's label is not a class of the head */
+    ET_FRAME_BAD_SIZE = 7,     /* the payload's size is not the one its type needs */
 } et_frame_status;
 
 typedef struct {

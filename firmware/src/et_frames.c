@@ -33,7 +33,19 @@ static uint32_t et_read_le32(const uint8_t *p)
 
 static int et_frame_type_known(uint8_t type)
 {
-    return type == ET_FRAME_SAMPLE || type == ET_FRAME_END || type == ET_FRAME_PING || type == ET_FRAME_ACK;
+    switch (type) {
+    case ET_FRAME_SAMPLE:
+    case ET_FRAME_END:
+    case ET_FRAME_PING:
+    case ET_FRAME_INFO:
+    case ET_FRAME_EVAL:
+    case ET_FRAME_PREDICT:
+    case ET_FRAME_RESET_HEAD:
+    case ET_FRAME_ACK:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 void et_frames_init(et_frames_parser *p, uint8_t *buf, size_t capacity, et_frames_on_frame on_frame,

@@ -7,9 +7,9 @@
  *   2. evaluate the freshly initialised head on the test features;
  *   3. train the head with SGD for ET_HEAD_EPOCHS epochs over the cached
  *      training features, evaluating after every epoch;
- *   4. with ET_APP_STREAM, receive further training samples from the host over
- *      the console in checksummed frames (docs/uart_frames.md), extract and
- *      train on each good one, acknowledge every frame, and evaluate again;
+ *   4. with ET_APP_STREAM, serve the host's requests over the console in
+ *      checksummed frames (docs/uart_frames.md): train on streamed samples,
+ *      predict, evaluate, describe itself, reset the head; until an END frame;
  *   5. print one machine-readable report line and exit (twin) or idle (board).
  *
  * Every line meant for the host starts with "ET_" and a keyword; the values
@@ -36,6 +36,7 @@ static et_runtime_t et_app_rt;
 /* Counter totals of the measured work, reported at the end. */
 static uint64_t et_app_infer_total, et_app_infer_min = UINT64_MAX, et_app_infer_max;
 static uint32_t et_app_infer_count;
+static uint64_t et_app_train_total;
 
 static void et_app_fail(const char *what, int status) {
     et_printf("ET_ERROR %s %d\n", what, status);
@@ -75,39 +76,201 @@ static uint32_t et_app_accuracy_bp(void) {
 }
 
 #ifdef ET_APP_STREAM
-/* Streaming: every good SAMPLE frame carries one label byte then the int8
- * image; it is extracted and trained on at once. Frames are acknowledged. */
+/* Serving: after the embedded run, the device answers frames from the host
+ * (docs/uart_frames.md, protocol version ET_FRAMES_PROTOCOL_VERSION) for as
+ * long as it runs; only an END frame stops it. Every good frame is answered
+ * with an ACK of its sequence number whose payload is a status byte followed,
+ * for a good request, by its reply (little-endian fields):
+ *   SAMPLE  label u8 + image  -> loss f32, streamed u32, extract u64, step u64
+ *   PREDICT image             -> class u8, logits f32[C], extract u64, head u64
+ *   EVAL    (empty)           -> correct u32, n u32, counter u64
+ *   INFO    (empty)           -> see et_app_reply_info
+ *   RESET_HEAD, PING, END     -> nothing
+ * Counter values are in et_counter_unit() (cycles on the board, instructions
+ * on the twin). A SAMPLE or RESET_HEAD frame that repeats the type and
+ * sequence number of the last frame executed (its ACK was lost and the host
+ * sent it again) is not executed again: the ACK it got is sent again. */
 #define ET_APP_FRAME_CAP (ET_FRAME_OVERHEAD + 1u + ET_SAMPLE_BYTES)
+#define ET_APP_REPLY_CAP (128u + 4u * ET_HEAD_C)
+#define ET_APP_NAME_BYTES 16u
 static uint8_t et_app_frame_buf[ET_APP_FRAME_CAP];
+static uint8_t et_app_wire[ET_FRAME_OVERHEAD + ET_APP_REPLY_CAP];
 static int8_t et_app_stream_features[ET_HEAD_D];
 static float et_app_stream_x[ET_HEAD_D];
-typedef struct { uint32_t trained, bad_payload; int done; } et_app_stream_t;
+static float et_app_logits[ET_HEAD_C];
 
-static void et_app_ack(uint8_t seq, uint8_t status) {
-    uint8_t out[ET_FRAME_OVERHEAD + 1];
-    size_t n = et_frames_encode(out, sizeof out, ET_FRAME_ACK, seq, &status, 1);
-    et_console_write((const char *)out, n);
+typedef struct {
+    uint32_t streamed;      /* samples trained on since boot or the last RESET_HEAD */
+    uint32_t bad_payload;   /* good frames whose payload was refused */
+    uint8_t head_origin;    /* 1: the head includes the boot training; 0: reset since */
+    int done;
+    int have_last;          /* the last executed SAMPLE / RESET_HEAD and its reply */
+    uint8_t last_type, last_seq;
+    uint8_t last_reply[32];
+    size_t last_len;
+    uint32_t image_crc;     /* CRC-32 of the flashed image, computed at the first INFO */
+    uint32_t image_bytes;
+} et_app_stream_t;
+
+/* A reply under construction: status byte first, then little-endian fields. */
+typedef struct { uint8_t b[ET_APP_REPLY_CAP]; size_t n; } et_app_reply_t;
+
+static void et_app_put(et_app_reply_t *r, uint64_t v, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) r->b[r->n++] = (uint8_t)(v >> (8u * i));
+}
+static void et_app_put_f32(et_app_reply_t *r, float v) { et_app_put(r, et_float_bits(v), 4); }
+static void et_app_put_name(et_app_reply_t *r, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < ET_APP_NAME_BYTES; i++) r->b[r->n++] = i < len ? (uint8_t)name[i] : 0u;
+}
+
+static void et_app_send(uint8_t seq, const uint8_t *payload, size_t n) {
+    size_t len = et_frames_encode(et_app_wire, sizeof et_app_wire, ET_FRAME_ACK, seq, payload, n);
+    et_console_write((const char *)et_app_wire, len);
+}
+
+static void et_app_ack(uint8_t seq, uint8_t status) { et_app_send(seq, &status, 1); }
+
+/* The image as flashed: from the vector table at the start of flash to the
+ * end of .data's load image, the bytes of firmware.bin (objcopy -O binary).
+ * Its CRC-32 is the firmware's build hash; the host computes it from the
+ * run folder's firmware.bin. */
+extern const uint8_t et_vectors[]; /* startup.c; declared as bytes here */
+extern const uint8_t et_data_load[], et_data_start[], et_data_end[];
+
+static void et_app_image_crc(et_app_stream_t *s) {
+    if (s->image_bytes != 0) return;
+    const uint8_t *start = et_vectors;
+    __asm volatile("" : "+r"(start)); /* the twin's flash starts at address 0 */
+    size_t data = (size_t)(et_data_end - et_data_start);
+    s->image_bytes = (uint32_t)((size_t)(et_data_load - start) + data);
+    s->image_crc = et_crc32_update(0, start, s->image_bytes);
+}
+
+static void et_app_reply_info(et_app_stream_t *s, et_app_reply_t *r) {
+    et_app_image_crc(s);
+    uint32_t steps = ET_HEAD_EPOCHS * ((ET_SAMPLES_TRAIN + ET_HEAD_BATCH - 1u) / ET_HEAD_BATCH);
+    et_app_put(r, ET_FRAMES_PROTOCOL_VERSION, 1);
+    et_app_put_name(r, et_board_name());
+    et_app_put_name(r, et_counter_unit());
+    et_app_put(r, s->image_crc, 4);
+    et_app_put(r, s->image_bytes, 4);
+    et_app_put(r, ET_SAMPLE_BYTES, 4);
+    et_app_put(r, ET_HEAD_D, 2);
+    et_app_put(r, ET_HEAD_C, 2);
+    et_app_put(r, ET_SAMPLES_TRAIN, 2);
+    et_app_put(r, ET_SAMPLES_TEST, 2);
+    et_app_put(r, ET_MODEL_ARENA_SIZE, 4);
+    et_app_put(r, sizeof et_head_state, 4);
+    et_app_put(r, et_stack_size(), 4);
+    et_app_put(r, et_stack_high_water(), 4);
+    et_app_put(r, ET_FLASH_BUDGET_BYTES, 4);
+    et_app_put(r, ET_RAM_BUDGET_BYTES, 4);
+    et_app_put(r, s->streamed, 4);
+    et_app_put(r, s->head_origin, 1);
+    et_app_put(r, et_app_infer_count, 4);
+    et_app_put(r, et_app_infer_total, 8);
+    et_app_put(r, et_app_train_total, 8);
+    et_app_put(r, steps, 4);
+}
+
+/* Extract one image into et_app_stream_x; returns the counter units spent. */
+static uint64_t et_app_features_of(const uint8_t *image) {
+    uint64_t t0 = et_counter_read();
+    int st = et_app_extract((const int8_t *)image, et_app_stream_features);
+    if (st != ET_OK) et_app_fail("extract", st);
+    et_head_dequantize(et_app_stream_features, ET_HEAD_FEAT_ZERO_POINT, ET_HEAD_FEAT_SCALE,
+                       et_app_stream_x, ET_HEAD_D);
+    return et_counter_read() - t0;
+}
+
+static uint8_t et_app_sample(et_app_stream_t *s, const et_frame *f, et_app_reply_t *r) {
+    if (f->length != 1u + ET_SAMPLE_BYTES) return ET_FRAME_BAD_SIZE;
+    if (f->payload[0] >= ET_HEAD_C) return ET_FRAME_BAD_LABEL;
+    uint64_t extract = et_app_features_of(f->payload + 1);
+    uint64_t t0 = et_counter_read();
+    float loss = et_head_sgd_step(&et_head_state, et_app_stream_x, f->payload[0], ET_HEAD_LR);
+    uint64_t step = et_counter_read() - t0;
+    s->streamed++;
+    et_app_put_f32(r, loss);
+    et_app_put(r, s->streamed, 4);
+    et_app_put(r, extract, 8);
+    et_app_put(r, step, 8);
+    return ET_FRAME_OK;
+}
+
+static uint8_t et_app_predict(const et_frame *f, et_app_reply_t *r) {
+    if (f->length != ET_SAMPLE_BYTES) return ET_FRAME_BAD_SIZE;
+    uint64_t extract = et_app_features_of(f->payload);
+    uint64_t t0 = et_counter_read();
+    et_head_forward(&et_head_state, et_app_stream_x, et_app_logits);
+    uint32_t best = 0; /* the first maximum, as et_head_predict */
+    for (uint32_t c = 1; c < ET_HEAD_C; c++)
+        if (et_app_logits[c] > et_app_logits[best]) best = c;
+    uint64_t head = et_counter_read() - t0;
+    et_app_put(r, best, 1);
+    for (uint32_t c = 0; c < ET_HEAD_C; c++) et_app_put_f32(r, et_app_logits[c]);
+    et_app_put(r, extract, 8);
+    et_app_put(r, head, 8);
+    return ET_FRAME_OK;
+}
+
+static uint8_t et_app_eval(const et_frame *f, et_app_reply_t *r) {
+    if (f->length != 0) return ET_FRAME_BAD_SIZE;
+    uint64_t t0 = et_counter_read();
+    uint32_t correct = et_head_evaluate(&et_head_state, &et_app_test_features[0][0],
+                                        et_samples_test_labels, ET_SAMPLES_TEST);
+    uint64_t dt = et_counter_read() - t0;
+    et_app_put(r, correct, 4);
+    et_app_put(r, ET_SAMPLES_TEST, 4);
+    et_app_put(r, dt, 8);
+    return ET_FRAME_OK;
+}
+
+/* Execute one good frame; the reply's first byte becomes its status. */
+static uint8_t et_app_execute(et_app_stream_t *s, const et_frame *f, et_app_reply_t *r) {
+    switch (f->type) {
+    case ET_FRAME_SAMPLE: return et_app_sample(s, f, r);
+    case ET_FRAME_PREDICT: return et_app_predict(f, r);
+    case ET_FRAME_EVAL: return et_app_eval(f, r);
+    case ET_FRAME_INFO:
+        if (f->length != 0) return ET_FRAME_BAD_SIZE;
+        et_app_reply_info(s, r);
+        return ET_FRAME_OK;
+    case ET_FRAME_RESET_HEAD:
+        if (f->length != 0) return ET_FRAME_BAD_SIZE;
+        et_head_reset(&et_head_state);
+        s->streamed = 0;
+        s->head_origin = 0;
+        return ET_FRAME_OK;
+    case ET_FRAME_END: s->done = 1; return ET_FRAME_OK;
+    default: return ET_FRAME_OK; /* PING, and an ACK the host echoes */
+    }
 }
 
 static void et_app_on_frame(void *ctx, const et_frame *f) {
     et_app_stream_t *s = ctx;
-    uint8_t status = ET_FRAME_OK;
-    if (f->type == ET_FRAME_END) {
-        s->done = 1;
-    } else if (f->type == ET_FRAME_SAMPLE) {
-        if (f->length != 1u + ET_SAMPLE_BYTES || f->payload[0] >= ET_HEAD_C) {
-            s->bad_payload++;
-            status = ET_FRAME_BAD_LENGTH;
-        } else {
-            int st = et_app_extract((const int8_t *)(f->payload + 1), et_app_stream_features);
-            if (st != ET_OK) et_app_fail("extract", st);
-            et_head_dequantize(et_app_stream_features, ET_HEAD_FEAT_ZERO_POINT, ET_HEAD_FEAT_SCALE,
-                               et_app_stream_x, ET_HEAD_D);
-            et_head_sgd_step(&et_head_state, et_app_stream_x, f->payload[0], ET_HEAD_LR);
-            s->trained++;
-        }
+    int remembered = f->type == ET_FRAME_SAMPLE || f->type == ET_FRAME_RESET_HEAD;
+    if (remembered && s->have_last && s->last_type == f->type && s->last_seq == f->seq) {
+        et_app_send(f->seq, s->last_reply, s->last_len); /* a retransmission */
+        return;
     }
-    et_app_ack(f->seq, status);
+    static et_app_reply_t r;
+    r.n = 1;
+    uint8_t status = et_app_execute(s, f, &r);
+    if (status != ET_FRAME_OK) {
+        s->bad_payload++;
+        r.n = 1;
+    }
+    r.b[0] = status;
+    s->have_last = remembered && status == ET_FRAME_OK && r.n <= sizeof s->last_reply;
+    if (s->have_last) {
+        s->last_type = f->type;
+        s->last_seq = f->seq;
+        s->last_len = r.n;
+        memcpy(s->last_reply, r.b, r.n);
+    }
+    et_app_send(f->seq, r.b, r.n);
 }
 
 static void et_app_on_reject(void *ctx, uint8_t type, uint8_t seq, et_frame_status why) {
@@ -117,23 +280,24 @@ static void et_app_on_reject(void *ctx, uint8_t type, uint8_t seq, et_frame_stat
 }
 
 static void et_app_stream(void) {
-    et_app_stream_t s = {0, 0, 0};
+    static et_app_stream_t s;
+    s.head_origin = 1;
     et_frames_parser p;
     et_frames_init(&p, et_app_frame_buf, sizeof et_app_frame_buf, et_app_on_frame, et_app_on_reject, &s);
-    et_printf("ET_STREAM ready %u\n", (unsigned)(1u + ET_SAMPLE_BYTES));
-    while (!s.done) {
+    et_printf("ET_STREAM ready %u protocol=%u\n", (unsigned)(1u + ET_SAMPLE_BYTES),
+              (unsigned)ET_FRAMES_PROTOCOL_VERSION);
+    while (!s.done) { /* a quiet host is waited for: only END stops serving */
         int c = et_console_getc_timeout(ET_APP_STREAM_TIMEOUT);
-        if (c < 0) {
-            if (!et_frames_pending(&p)) break;       /* the host went quiet */
-            et_frames_timeout(&p);
-            continue;
+        if (c >= 0) {
+            et_frames_feed(&p, (uint8_t)c);
+        } else if (et_frames_pending(&p)) {
+            et_frames_timeout(&p); /* the host stopped inside a frame */
         }
-        et_frames_feed(&p, (uint8_t)c);
     }
     et_frames_counts k = p.counts;
     et_printf("ET_STREAM_DONE trained=%u ok=%u bad_crc=%u bad_length=%u unknown_type=%u "
               "truncated=%u bad_header=%u skipped=%u bad_payload=%u acc_bp=%u\n",
-              (unsigned)s.trained, (unsigned)k.ok, (unsigned)k.bad_crc, (unsigned)k.bad_length,
+              (unsigned)s.streamed, (unsigned)k.ok, (unsigned)k.bad_crc, (unsigned)k.bad_length,
               (unsigned)k.unknown_type, (unsigned)k.truncated, (unsigned)k.bad_header,
               (unsigned)k.skipped_bytes, (unsigned)s.bad_payload, (unsigned)et_app_accuracy_bp());
 }
@@ -155,13 +319,12 @@ int main(void) {
     et_printf("ET_EPOCH 0 loss=- acc_bp=%u\n", (unsigned)before_bp);
 
     et_head_samples_t samples = {&et_head_cache[0][0], 0, 0, et_samples_train_labels, ET_SAMPLES_TRAIN};
-    uint64_t train_total = 0;
     float lr = ET_HEAD_LR;
     for (uint32_t epoch = 1; epoch <= ET_HEAD_EPOCHS; epoch++) {
         float loss = 0.0f;
         uint64_t t0 = et_counter_read();
         status = et_head_train_epoch(&et_head_state, &samples, lr, &loss);
-        train_total += et_counter_read() - t0;
+        et_app_train_total += et_counter_read() - t0;
         if (status != 0) et_app_fail("train_epoch", status);
         lr *= ET_HEAD_LR_DECAY;
         et_printf("ET_EPOCH %u loss=%.5f acc_bp=%u\n", (unsigned)epoch, ET_F(loss),
@@ -177,7 +340,7 @@ int main(void) {
               "stack_high_water=%u stack_size=%u arena=%u head_state=%u\n",
               (unsigned)before_bp, (unsigned)after_bp, (unsigned)et_app_infer_count,
               (unsigned long long)et_app_infer_total, (unsigned long long)et_app_infer_min,
-              (unsigned long long)et_app_infer_max, (unsigned long long)train_total,
+              (unsigned long long)et_app_infer_max, (unsigned long long)et_app_train_total,
               (unsigned)steps, (unsigned)(ET_HEAD_EPOCHS * ET_SAMPLES_TRAIN),
               (unsigned)et_stack_high_water(), (unsigned)et_stack_size(),
               (unsigned)ET_MODEL_ARENA_SIZE, (unsigned)sizeof et_head_state);

@@ -4,8 +4,11 @@
  * with -serial stdio. Counter: SysTick on the 25 MHz core clock, counting
  * down from 2^24 - 1 and wrapping into a 64-bit software count; under
  * -icount shift=0 every instruction takes 1 ns of virtual time, so one tick
- * is exactly 40 instructions. Exit: semihosting SYS_EXIT_EXTENDED, which
- * QEMU turns into its own exit status (-semihosting-config enable=on).
+ * is exactly 40 instructions. Exit: print "ET_EXIT <code>", wait until the
+ * UART has sent it, then request a system reset (SCB AIRCR SYSRESETREQ);
+ * QEMU runs with -no-reboot, so the reset ends it, and the host reads the
+ * exit code from the ET_EXIT line. No semihosting: QEMU runs without it, so
+ * the guest has no access to the host's files (a BKPT 0xAB faults).
  */
 #include <stdint.h>
 
@@ -98,17 +101,18 @@ const char *et_counter_unit(void)
     return "instructions";
 }
 
-/* Semihosting: r0 = operation, r1 = argument block, then BKPT 0xAB. */
-#define ET_SEMIHOSTING_SYS_EXIT_EXTENDED 0x20u
-#define ET_ADP_STOPPED_APPLICATION_EXIT 0x20026u
+/* SCB AIRCR: writes need the key 0x05FA in bits 31:16. */
+#define ET_SCB_AIRCR ET_REG(0xE000ED0Cu)
+#define ET_AIRCR_SYSRESETREQ (0x05FA0000u | (1u << 2))
 
 void et_board_exit(int code)
 {
     et_printf("ET_EXIT %d\n", code);
-    volatile uint32_t block[2] = {ET_ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
-    register uint32_t r0 __asm("r0") = ET_SEMIHOSTING_SYS_EXIT_EXTENDED;
-    register volatile uint32_t *r1 __asm("r1") = block;
-    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    for (;;) { /* not reached under QEMU; without semihosting, stop here */
+    while (ET_UART_STATE & ET_UART_STATE_TX_FULL) { /* the last byte is in the UART */
+    }
+    __asm volatile("dsb" ::: "memory");
+    ET_SCB_AIRCR = ET_AIRCR_SYSRESETREQ;
+    __asm volatile("dsb" ::: "memory");
+    for (;;) { /* the reset takes effect; QEMU (-no-reboot) exits */
     }
 }

@@ -62,6 +62,7 @@
 #define ET_USART3_CR3 ET_REG(0x40004808u)
 #define ET_USART3_BRR ET_REG(0x4000480Cu)
 #define ET_USART3_ISR ET_REG(0x4000481Cu)
+#define ET_USART3_ICR ET_REG(0x40004820u)
 #define ET_USART3_RDR ET_REG(0x40004824u)
 #define ET_USART3_TDR ET_REG(0x40004828u)
 #define ET_USART_CR1_UE (1u << 0)
@@ -69,6 +70,8 @@
 #define ET_USART_CR1_TE (1u << 3)
 #define ET_USART_CR3_OVRDIS (1u << 12) /* keep receiving after an overrun */
 #define ET_USART_ISR_RXNE (1u << 5)
+#define ET_USART_ISR_ERRORS 0xEu /* FE, NF, ORE (bits 1..3) */
+#define ET_USART_ICR_ERRORS 0xEu /* FECF, NCF, ORECF */
 #define ET_USART_ISR_TXE (1u << 7)
 #define ET_APB1_HZ 54000000u
 #define ET_CONSOLE_BAUD 115200u
@@ -205,9 +208,17 @@ void et_console_putc(char c)
     ET_USART3_TDR = (uint8_t)c;
 }
 
+/* A byte received with a framing or noise error still arrives in RDR (the
+ * frame's CRC catches what it spoiled); the error flags are cleared so they
+ * do not stay set for the bytes that follow. Overrun detection is off
+ * (CR3 OVRDIS): a byte lost while the core was busy is caught the same way. */
 int et_console_getc(void)
 {
-    if (ET_USART3_ISR & ET_USART_ISR_RXNE) {
+    uint32_t isr = ET_USART3_ISR;
+    if (isr & ET_USART_ISR_ERRORS) {
+        ET_USART3_ICR = ET_USART_ICR_ERRORS;
+    }
+    if (isr & ET_USART_ISR_RXNE) {
         return (int)(ET_USART3_RDR & 0xFFu);
     }
     return -1;
