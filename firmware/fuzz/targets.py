@@ -1,0 +1,40 @@
+"""The fuzz targets `make fuzz` and tests/test_fuzz.py run: one line each, in one place.
+
+Usage:
+    from targets import TARGETS            # run_fuzzers.py builds and runs every entry
+
+A libFuzzer target is a C file defining LLVMFuzzerTestOneInput (and, if it
+needs one, a CRC-fixing LLVMFuzzerCustomMutator under ET_FUZZ_LIBFUZZER)
+plus the firmware sources it exercises; run_fuzzers.py compiles it with
+clang-14 -fsanitize=fuzzer,address,undefined. An atheris target is a
+Python file that calls atheris.Setup(sys.argv, ...) and atheris.Fuzz(); it
+gets the same libFuzzer flags on its command line. `seeds` names a
+function of seeds.py that writes the target's seed inputs into a folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUNTIME = ("firmware/src/et_crc32.c", "firmware/src/et_sparse_image.c", "firmware/src/et_kernels_conv.c",
+           "firmware/src/et_kernels_eltwise.c", "firmware/src/et_runtime.c")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    sources: tuple[str, ...]          # repository-relative: C files, or one Python file for atheris
+    seeds: str                        # seed builder in seeds.py: f(folder, tflite=()) or f(folder)
+    kind: str = "libfuzzer"           # "libfuzzer" (C, clang-14) or "atheris" (Python)
+
+
+TARGETS = (
+    # Weight image reader + runtime init + one invoke, CRC fixed up after each mutation (s16b-fuzz).
+    Target("image", ("firmware/fuzz/fuzz_image.c", *RUNTIME), "image_seeds"),
+    # UART frame parser, frames written with good checksums by the target itself (s16b-fuzz).
+    Target("frames", ("firmware/fuzz/fuzz_frames.c", "firmware/src/et_frames.c", "firmware/src/et_crc32.c"),
+           "frame_seeds"),
+    # Slot, s14-device: the device's frame protocol (ACKs, idempotent retransmission), e.g.
+    # Target("device_frames", ("firmware/fuzz/fuzz_device_frames.c", "firmware/src/et_frames.c", ...), "..."),
+    # Slot, s16-harden: the Python .tflite reader under atheris, e.g.
+    # Target("tflite", ("firmware/fuzz/fuzz_tflite.py",), "tflite_seeds", kind="atheris"),
+)
