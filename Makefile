@@ -1,6 +1,6 @@
 # entropi-tiny: `make demo` runs the pipeline on the built-in data, `make test` the test suite.
 # Both start with `make setup`, which installs everything from nothing and is quick when done.
-# `make fuzz` runs every coverage-guided fuzz target (firmware/fuzz/targets.py) for FUZZ_SECONDS each.
+# `make fuzz` runs every coverage-guided fuzz target (firmware/fuzz/fuzz_targets.py) for FUZZ_SECONDS each.
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

@@ -1,4 +1,4 @@
-"""CI run of every coverage-guided fuzz target (firmware/fuzz/targets.py) for 60 seconds.
+"""CI run of every coverage-guided fuzz target (firmware/fuzz/fuzz_targets.py) for 60 seconds.
 
 Usage: .venv/bin/python -m pytest tests/test_fuzz.py      (about 1 minute per two targets)
 
@@ -23,7 +23,7 @@ from keras_models import pruned_cnn_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "firmware/fuzz"))
-from targets import TARGETS  # noqa: E402
+from fuzz_targets import TARGETS  # noqa: E402
 
 SECONDS = 60
 

@@ -15,9 +15,11 @@ offset for any absent section, the dump tool on such images, and the
 writer and Python reader refusing the same tensors in one line. A seeded
 mutation campaign (valid CRCs) closes the file.
 """
+import dataclasses
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,15 @@ import pytest
 from entropi_tiny.errors import UserError
 from entropi_tiny.export import sparse_format as fmt
 from entropi_tiny.export.sparse_codecs import channel_major
-from entropi_tiny.export.sparse_image import Requant, WeightSpec, encode_tensors, read_image
+from entropi_tiny.export.sparse_image import Requant, WeightSpec, encode_tensors, read_image, specs_from_tflite
+from entropi_tiny.export.tflite_model import Quantization, read_tflite
+
+from keras_models import pruned_cnn_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME = ["et_crc32.c", "et_sparse_image.c", "et_kernels_conv.c", "et_kernels_eltwise.c", "et_runtime.c"]
+sys.path.insert(0, str(ROOT / "firmware/fuzz"))
+from fuzz_targets import RUNTIME  # noqa: E402  (the runtime's sources, one list)
+
 SANITIZE = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
             "-fno-sanitize-recover=all", f"-I{ROOT / 'firmware/include'}", f"-I{ROOT / 'firmware/src'}"]
 INT32_MAX = 2**31 - 1
@@ -46,7 +53,7 @@ def compile_c(out: Path, *sources) -> Path:
 def replay(tmp_path_factory):
     """fuzz_image.c + replay_main.c under ASan/UBSan: prints open/init/invoke per file."""
     return compile_c(tmp_path_factory.mktemp("c") / "replay", ROOT / "firmware/fuzz/fuzz_image.c",
-                     ROOT / "firmware/fuzz/replay_main.c", *(ROOT / "firmware/src" / s for s in RUNTIME))
+                     ROOT / "firmware/fuzz/replay_main.c", *(ROOT / s for s in RUNTIME))
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +186,17 @@ def test_writer_refuses_a_conv_quantized_along_axis_3():
     sp[0].bias = np.zeros(4, np.int32)
     with pytest.raises(UserError, match="channel axis 3 is not the output-channel axis 0 .*CONV_2D"):
         encode_tensors(sp)
+
+
+def test_writer_refuses_a_tflite_conv_with_quantized_dimension_3():
+    """(c) the same through the .tflite path: the axis comes from the tensor's quantized_dimension."""
+    model = read_tflite(pruned_cnn_tflite())
+    op = next(o for o in model.operators if o.opcode == "CONV_2D")
+    w = model.tensors[op.inputs[1]]
+    q = Quantization(np.full(w.shape[3], 0.01, np.float32), np.zeros(w.shape[3], np.int64), 3)
+    model.tensors[w.index] = dataclasses.replace(w, quantization=q)
+    with pytest.raises(UserError, match=f"tensor {w.index} .*channel axis 3 is not the output-channel axis 0"):
+        encode_tensors(specs_from_tflite(model))
 
 
 def stray_section_cases(image: bytes) -> dict[str, bytes]:

@@ -1,4 +1,4 @@
-"""Build and run every coverage-guided fuzz target of targets.py for a set time.
+"""Build and run every coverage-guided fuzz target of fuzz_targets.py for a set time.
 
 Usage:
     .venv/bin/python firmware/fuzz/run_fuzzers.py [--seconds 300] [--jobs 2] [--work runs/fuzz]
@@ -6,7 +6,7 @@ Usage:
     make fuzz FUZZ_SECONDS=300
 
 Each target is compiled with clang-14 -fsanitize=fuzzer,address,undefined
-(UBSan fatal, LeakSanitizer on), seeded by seeds.py into WORK/TARGET/seeds,
+(UBSan fatal, LeakSanitizer on), seeded by fuzz_seeds.py into WORK/TARGET/seeds,
 and run with -max_total_time; new inputs accumulate in WORK/TARGET/corpus
 across runs. --jobs targets run side by side. A finding is any crash,
 sanitizer report, leak, timeout or out-of-memory: the runner prints the
@@ -32,8 +32,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-import seeds as seed_builders  # noqa: E402
-from targets import TARGETS, Target  # noqa: E402
+import fuzz_seeds as seed_builders  # noqa: E402
+from fuzz_targets import TARGETS, Target  # noqa: E402
 
 CLANG = "clang-14"
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=fuzzer,address,undefined",
@@ -64,8 +64,7 @@ def build(target: Target, work: Path) -> list[str]:
 
 def make_seeds(target: Target, folder: Path, tflite: list[Path]) -> list[Path]:
     shutil.rmtree(folder, ignore_errors=True)
-    builder = getattr(seed_builders, target.seeds)
-    return builder(folder, tflite=tflite) if target.seeds == "image_seeds" else builder(folder)
+    return getattr(seed_builders, target.seeds)(folder, tflite=tflite)
 
 
 def fuzz(target: Target, command: list[str], work: Path, seconds: int, seeds: list[Path]) -> dict:

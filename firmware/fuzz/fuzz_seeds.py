@@ -1,7 +1,7 @@
 """Seed inputs for the fuzz targets, made by the project's own writers.
 
 Usage:
-    from seeds import image_seeds, frame_seeds
+    from fuzz_seeds import image_seeds, frame_seeds
     image_seeds(Path("runs/fuzz/image/seeds"), tflite=[Path("encoder_int8.tflite")])
     frame_seeds(Path("runs/fuzz/frames/seeds"))
 
@@ -80,8 +80,8 @@ def _frame(type_: int, seq: int, payload: bytes, declared: int | None = None) ->
     return bytes([1, type_, seq]) + struct.pack("<H", n) + bytes([len(payload)]) + payload
 
 
-def frame_seeds(out: Path) -> list[Path]:
-    """Write the frame-script seeds into `out`; returns their paths."""
+def frame_seeds(out: Path, tflite=()) -> list[Path]:
+    """Write the frame-script seeds into `out`; returns their paths (`tflite` is not used)."""
     out.mkdir(parents=True, exist_ok=True)
     sample = bytes(range(7, 7 + 64))
     scripts = {
