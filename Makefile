@@ -1,20 +1,24 @@
 # entropi-tiny: `make demo` runs the pipeline on the built-in data, `make test` the test suite.
 # Both start with `make setup`, which installs everything from nothing and is quick when done.
+# `make fuzz` runs every coverage-guided fuzz target (firmware/fuzz/fuzz_targets.py) for FUZZ_SECONDS each.
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang-14 libclang-rt-14-dev
+FUZZ_SECONDS ?= 300
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt test demo bench readme-figures clean
+.PHONY: setup apt test demo bench readme-figures fuzz clean
 
 setup: apt $(STAMP)
 
-# The ARM toolchain and QEMU come from Debian; skipped when already there.
+# The ARM toolchain, QEMU and clang-14 with libFuzzer (libclang-rt-14-dev) come from Debian;
+# skipped when already there.
 apt:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
-	    || [ ! -f /usr/lib/arm-none-eabi/include/stdlib.h ]; then \
+	    || [ ! -f /usr/lib/arm-none-eabi/include/stdlib.h ] || ! command -v clang-14 >/dev/null \
+	    || ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -40,6 +44,10 @@ demo: setup
 	$(VENV)/bin/entropi-tiny report --preset quick
 	$(VENV)/bin/entropi-tiny build --preset quick --board nucleo-f746
 	$(VENV)/bin/entropi-tiny emulate export/default
+
+# libFuzzer targets seeded with real images and frames; findings go to runs/fuzz/<target>/artifacts.
+fuzz: setup
+	$(PY) firmware/fuzz/run_fuzzers.py --seconds $(FUZZ_SECONDS)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

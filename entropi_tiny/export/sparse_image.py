@@ -28,6 +28,7 @@ from .sparse_format import (
     DEPTHWISE_AXIS, ENCODING_NAMES, ENTRY_SIZE, HAS_DEAD, HEADER_SIZE, NO_TENSOR, OP_CODES, OP_NAMES,
     PER_TENSOR_SCALE, SECTION_FIELDS, ZERO, crc32, layout, layout_end, pack_entry, pack_header,
 )
+from .sparse_limits import channel_axis_error, range_error
 from .sparse_reader import decode_image, read_image  # noqa: F401  (re-exported)
 from .tflite_model import TfliteModel, read_tflite
 from .tflm_math import INT32_MAX, INT32_MIN, activation_range, mbqm, quantize_multiplier
@@ -195,6 +196,9 @@ def channel_params(spec: WeightSpec, cm: np.ndarray, where: str) -> dict:
     live = cm.any(axis=1)
     mult = np.array([m for m, _ in pairs], np.int64)
     shift = np.array([s for _, s in pairs], np.int64)
+    problem = range_error(cm[live], folded[live], mult[live], shift[live])
+    if problem:
+        raise UserError(f"{where}: {problem}: the kernel could overflow, the image is refused")
     consts = [min(max(mbqm(int(folded[o]), int(mult[o]), int(shift[o])) + rq.output_zero_point, rq.act_min),
                   rq.act_max) for o in np.flatnonzero(~live)]
     return {
@@ -216,6 +220,9 @@ def _entry(spec: WeightSpec, allowed, start: int):
         raise UserError(f"{where}: expected a non-empty int8 array of rank 1-4 with a valid channel axis")
     if spec.op not in OP_NAMES:
         raise UserError(f"{where}: op code {spec.op} is not CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED")
+    problem = channel_axis_error(spec.op, w.ndim, spec.channel_axis)
+    if problem:
+        raise UserError(f"{where}: {problem}; is its quantized_dimension right?")
     cm = codecs.channel_major(w, spec.channel_axis)
     blobs = channel_params(spec, cm, where)
     live = blobs.pop("live")

@@ -24,6 +24,7 @@ from .sparse_format import (
     N_TABLES, NO_TENSOR, OP_NAMES, PER_TENSOR_SCALE, SECTION_FIELDS, VERSION, ZERO, crc32, layout,
     layout_end, unpack_entry, unpack_header,
 )
+from .sparse_limits import channel_axis_error, range_error
 
 MAX_ELEMENTS = 1 << 28  # a bigger tensor cannot be meant for a microcontroller
 
@@ -105,6 +106,8 @@ def _check_entry(e: dict, i: int, data: bytes, start: int) -> None:
         bad(f"unknown encoding {enc}, op {e['op']} or flags 0x{e['flags']:x}")
     if not 1 <= rank <= 4 or e["channel_axis"] >= rank or min(shape[:rank]) < 1 or any(shape[rank:]):
         bad(f"shape {shape} of rank {rank} with channel axis {e['channel_axis']} is invalid")
+    if problem := channel_axis_error(e["op"], rank, e["channel_axis"]):
+        bad(problem)
     size = int(np.prod(shape[:rank], dtype=np.int64))
     if size > MAX_ELEMENTS or c != shape[e["channel_axis"]] or c * e["channel_len"] != size:
         bad(f"channels {c} x length {e['channel_len']} do not match shape {shape[:rank]}")
@@ -165,12 +168,15 @@ def _tensor(e: dict, data: bytes) -> ImageTensor:
     def arr(field, dtype, n):
         return np.frombuffer(_section(data, e, field, n * np.dtype(dtype).itemsize), dtype).copy()
 
+    params = {f: arr(f, dt, live_n) for f, dt in (("bias_off", "<i4"), ("multiplier_off", "<i4"), ("shift_off", "i1"))}
+    if problem := range_error(rows, params["bias_off"], params["multiplier_off"], params["shift_off"]):
+        fail(problem)
     return ImageTensor(
         tensor_index=e["tensor_index"], op=OP_NAMES[e["op"]], encoding=ENCODING_NAMES[e["encoding"]],
         weights=codecs.from_channel_major(cm, shape, e["channel_axis"]), channel_axis=e["channel_axis"],
         nnz=e["nnz"], live=live,
-        bias=arr("bias_off", "<i4", live_n), multipliers=arr("multiplier_off", "<i4", live_n),
-        shifts=arr("shift_off", "i1", live_n), constants=arr("const_off", "i1", c - live_n),
+        bias=params["bias_off"], multipliers=params["multiplier_off"],
+        shifts=params["shift_off"], constants=arr("const_off", "i1", c - live_n),
         per_tensor_scale=bool(e["flags"] & PER_TENSOR_SCALE),
         bias_index=None if e["bias_index"] == NO_TENSOR else e["bias_index"],
         requant=(e["input_scale"], e["output_scale"], e["input_zero_point"], e["output_zero_point"],

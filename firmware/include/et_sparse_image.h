@@ -16,9 +16,13 @@
  *     }
  *
  * et_image_open checks the header, the CRC-32 and that every entry's
- * sections lie inside the image; the iterators check every read against the
- * channel's bounds and return -1 on a malformed stream, so a corrupt image
- * can never make them read outside it.
+ * sections lie inside the image and agree with its flags, counts and op;
+ * it then walks every live channel once, refusing a malformed stream
+ * (ET_ERR_WEIGHTS) and any channel whose int32 accumulator
+ * |bias| + 128 * sum|w| or requantization could overflow (ET_ERR_RANGE).
+ * The iterators check every read against the channel's bounds and return
+ * -1 on a malformed stream, so a corrupt image can never make them read
+ * outside it (docs/sparse_image.md, section 4, lists every rule).
  */
 #ifndef ET_SPARSE_IMAGE_H
 #define ET_SPARSE_IMAGE_H
@@ -42,10 +46,13 @@ typedef enum {
     ET_ERR_MODEL,     /* the op schedule is inconsistent with itself or with the image */
     ET_ERR_ARENA,     /* the arena is too small or a tensor lies outside it */
     ET_ERR_OP,        /* unknown op kind */
+    ET_ERR_RANGE,     /* a channel's int32 accumulator or requantization could overflow */
 } et_status_t;
 
 enum { ET_ZERO = 0, ET_DENSE = 1, ET_BITMASK = 2, ET_DELTA8 = 3, ET_DELTA4 = 4 };
 enum { ET_HAS_DEAD = 1, ET_PER_TENSOR_SCALE = 2 };
+/* TFLite builtin codes of the ops whose weights an entry holds (its `op` field). */
+enum { ET_TFL_CONV_2D = 3, ET_TFL_DEPTHWISE_CONV_2D = 4, ET_TFL_FULLY_CONNECTED = 9 };
 
 typedef struct {
     const uint8_t *data;

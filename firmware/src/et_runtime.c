@@ -67,6 +67,8 @@ static et_status_t check_weights(const et_runtime_t *rt, const et_op_t *op, et_t
     if (s != ET_OK) return s;
     const et_dims_t *i = &op->in0.dims, *o = &op->out.dims;
     const et_conv_params_t *c = &op->p.conv;
+    /* The kernels loop over o->c output channels, reading live rows and dead constants. */
+    if (w->channels != (uint32_t)o->c) return ET_ERR_MODEL;
     if (op->kind == ET_OP_FULLY_CONNECTED)
         return w->op == 9 && w->rank == 2 && w->shape[0] == o->c && w->shape[1] == i->c && i->h == 1 &&
                i->w == 1 && o->h == 1 && o->w == 1 && i->n == o->n ? ET_OK : ET_ERR_MODEL;
@@ -200,6 +202,6 @@ const int8_t *et_runtime_output(const et_runtime_t *rt) {
 const char *et_status_name(et_status_t status) {
     static const char *const names[] = {"ok", "image size", "image magic", "image version", "image format",
                                         "image CRC", "image entry", "weight stream", "model schedule",
-                                        "arena", "unknown op"};
+                                        "arena", "unknown op", "accumulator range"};
     return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "unknown status";
 }

@@ -24,6 +24,35 @@ uint32_t et_index_entry(const uint8_t *table, uint8_t width, uint32_t i) {
     return width == 2 ? rd_u16(table + 2u * i) : rd_u32(table + 4u * i);
 }
 
+#define ET_REQUANT_LIMIT (INT32_MAX - 128)   /* room for + output_zero_point */
+
+/* Walks every live row once: the stream must decode, and no int32 arithmetic the
+ * kernels do on the row may overflow. A conv/FC accumulator starts at the folded
+ * bias and adds, per non-zero w, one product w * x with x a raw int8 input or the
+ * input zero point, so |acc| <= |bias| + 128 * sum|w| at every step; that bound
+ * must fit in int32. Requantization (et_mbqm) shifts acc left by max(shift, 0),
+ * wrapping, and |SaturatingRoundingDoublingHighMul(x, m)| <= min(|x|, |m|) for
+ * m >= 0, so its result plus the output zero point stays in int32 when
+ * m <= INT32_MAX - 128, or else when the shifted bound does. */
+static et_status_t check_rows(const et_tensor_t *t) {
+    for (uint32_t r = 0; r < t->live_channels; r++) {
+        et_nz_iter_t it;
+        uint32_t pos;
+        int8_t v;
+        int rc;
+        uint64_t sum = 0;
+        et_nz_begin(&it, t, r);
+        while ((rc = et_nz_next(&it, &pos, &v)) == 1) sum += (uint64_t)(v < 0 ? -(int32_t)v : v);
+        if (rc < 0) return ET_ERR_WEIGHTS;
+        const int64_t bias = et_read_i32(t->bias + 4u * r), mult = et_read_i32(t->multiplier + 4u * r);
+        const uint64_t bound = (uint64_t)(bias < 0 ? -bias : bias) + 128u * sum;
+        const int left = t->shift[r] > 0 ? t->shift[r] : 0;
+        if (bound > INT32_MAX || mult < 0) return ET_ERR_RANGE;
+        if (mult > ET_REQUANT_LIMIT && (bound << left) > ET_REQUANT_LIMIT) return ET_ERR_RANGE;
+    }
+    return ET_OK;
+}
+
 et_status_t et_image_open(et_image_t *img, const uint8_t *data, size_t size) {
     if (size < ET_HEADER_SIZE) return ET_ERR_SIZE;
     if (memcmp(data, "ETSW", 4) != 0) return ET_ERR_MAGIC;
@@ -41,16 +70,28 @@ et_status_t et_image_open(et_image_t *img, const uint8_t *data, size_t size) {
     for (uint32_t i = 0; i < count; i++) {
         et_tensor_t t;
         et_status_t s = et_image_tensor(img, i, &t);
+        if (s == ET_OK) s = check_rows(&t);
         if (s != ET_OK) return s;
     }
     return ET_OK;
 }
 
-/* The section at offset `off` of `size` bytes, or NULL if it does not fit. */
+/* The section at offset `off` of `size` bytes, or NULL if it does not fit. A section is
+ * present (offset != 0) exactly when its size is not zero: a stray offset of an absent
+ * section (e.g. a live bitmap without ET_HAS_DEAD) would otherwise reach the kernels. */
 static const uint8_t *section(const et_image_t *img, uint32_t off, uint64_t size, int *ok) {
-    if (off == 0) { *ok = *ok && size == 0; return NULL; }
+    if (off == 0 || size == 0) { *ok = *ok && off == 0 && size == 0; return NULL; }
     if (off % 4 != 0 || off < ET_HEADER_SIZE || (uint64_t)off + size > img->size) { *ok = 0; return NULL; }
     return img->data + off;
+}
+
+/* The channel axis must be the one the op's kernel indexes output channels by:
+ * axis 0 of CONV_2D [O,KH,KW,I] and FULLY_CONNECTED [O,I], the last axis of
+ * DEPTHWISE_CONV_2D [1,KH,KW,C]. Any other axis is a self-consistent entry
+ * whose rows the kernel would read as the wrong channels. */
+static int op_axis_ok(uint8_t op, uint8_t rank, uint8_t axis) {
+    if (op == ET_TFL_CONV_2D || op == ET_TFL_FULLY_CONNECTED) return axis == 0;
+    return op == ET_TFL_DEPTHWISE_CONV_2D && axis == rank - 1;
 }
 
 /* Number of set bits among the first n bits of a little-endian bitmap. */
@@ -86,9 +127,11 @@ et_status_t et_image_tensor(const et_image_t *img, uint32_t i, et_tensor_t *t) {
         if (count > ET_MAX_ELEMENTS) return ET_ERR_ENTRY;
     }
     if (count != c * k || (uint64_t)t->shape[t->channel_axis] != c) return ET_ERR_ENTRY;
+    if (!op_axis_ok(t->op, t->rank, t->channel_axis)) return ET_ERR_ENTRY;
     int has_table = t->encoding >= ET_BITMASK;
     if (has_table ? (w != 2 && w != 4) : w != 0) return ET_ERR_ENTRY;
     t->positions_size = rd_u32(e + 60);
+    if (!has_table && t->positions_size) return ET_ERR_ENTRY;
     uint64_t values = t->encoding == ET_DENSE ? live * k
                       : (t->encoding == ET_BITMASK || t->encoding == ET_DELTA4) ? t->nnz : 0;
     int ok = 1;

@@ -30,11 +30,15 @@ static int dump_tensor(FILE *out, const et_tensor_t *t) {
         uint32_t pos;
         int8_t v;
         int r;
+        /* The dump trusts nothing it decodes: a row past the live count or a position
+         * past the channel is malformed data, not an index. */
+        if (row >= t->live_channels) { free(w); return 3; }
         et_nz_begin(&it, t, row++);
-        while ((r = et_nz_next(&it, &pos, &v)) == 1) w[(size_t)o * t->channel_len + pos] = v;
-        if (r < 0) { free(w); return 3; }
+        while ((r = et_nz_next(&it, &pos, &v)) == 1 && pos < t->channel_len) w[(size_t)o * t->channel_len + pos] = v;
+        if (r != 0) { free(w); return 3; }
     }
     uint32_t live = t->live_channels, dead = t->channels - live;
+    if ((live && (!t->bias || !t->multiplier || !t->shift)) || (dead && !t->consts)) { free(w); return 3; }
     int ok = put_u32(out, t->tensor_index) && put_u32(out, t->channels) &&
              put_u32(out, t->channel_len) && put_u32(out, t->flags) && put_u32(out, live) &&
              fwrite(w, 1, n, out) == n;
@@ -45,27 +49,37 @@ static int dump_tensor(FILE *out, const et_tensor_t *t) {
     return ok ? 0 : 2;
 }
 
+static uint8_t *read_image_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *data = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (data = malloc(n > 0 ? (size_t)n : 1)) != NULL &&
+        fread(data, 1, (size_t)n, f) != (size_t)n) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    *size = n > 0 ? (size_t)n : 0;
+    return data;
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: %s IMAGE OUT\n", argv[0]); return 2; }
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) return 2;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
-    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) return 2;
-    fclose(f);
+    size_t size = 0;
+    uint8_t *data = read_image_file(argv[1], &size);   /* exactly `size` bytes: ASan sees any overread */
+    if (!data) return 2;
     et_image_t img;
-    et_status_t s = et_image_open(&img, data, (size_t)size);
+    et_status_t s = et_image_open(&img, data, size);
     if (s != ET_OK) { fprintf(stderr, "et_image_open: status %d\n", (int)s); free(data); return 10 + (int)s; }
     FILE *out = fopen(argv[2], "wb");
-    if (!out) return 2;
+    if (!out) { free(data); return 2; }
     int rc = 0;
     for (uint32_t i = 0; i < img.tensor_count && rc == 0; i++) {
         et_tensor_t t;
         rc = et_image_tensor(&img, i, &t) == ET_OK ? dump_tensor(out, &t) : 3;
     }
-    fclose(out);
+    if (fclose(out) != 0 && rc == 0) rc = 2;
     free(data);
     return rc;
 }
