@@ -15,6 +15,7 @@ line on stderr and exit status 2.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -371,6 +372,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to resume", err=True)
         sys.exit(130)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        click.echo(f"error: disk full{where}: free some space and rerun the same command", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

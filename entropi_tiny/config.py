@@ -28,6 +28,7 @@ from .errors import UserError
 
 ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("builtin", "cifar10", "cifar100", "imagefolder:PATH")
+NO_TARGET = "none"       # data.target: no target data (a user's model, inference only)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.width must be positive, got {cfg.model.width}")
     for role in ("source", "target"):
         spec = getattr(cfg.data, role)
+        if role == "target" and spec == NO_TARGET:
+            continue
         if spec not in DATASETS[:3] and not spec.startswith("imagefolder:"):
             raise UserError(f"unknown dataset '{spec}' for data.{role} "
                             f"(choose from {', '.join(DATASETS)})")

@@ -1,7 +1,7 @@
 """A user's int8 model as a feature extractor: choose its feature tensor, cut the graph there.
 
 Usage:
-    name, data = feature_extractor(raw_tflite_bytes, feature_tensor="", label="my.tflite")
+    name, data = feature_extractor(Path("my.tflite"), feature_tensor="")
     # data: the same bytes when the feature tensor is already the output
 
 The feature tensor defaults to the input of the model's last classifier: walk
@@ -14,6 +14,8 @@ schema_py_generated), so TFLM runs it as it ran the original and stays the
 bit-exact reference.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import flatbuffers
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -76,9 +78,10 @@ def cut_at(model, feature: int) -> bytes:
     return bytes(builder.Output())
 
 
-def feature_extractor(raw: bytes, feature_tensor: str = "", label: str = "model") -> tuple[str, bytes]:
+def feature_extractor(path: Path, feature_tensor: str = "") -> tuple[str, bytes]:
     """(feature tensor name, .tflite bytes ending at it); refuses a model we cannot run."""
-    model = parse_tflite(raw)          # the ops are checked on the part that is kept
+    raw, label = Path(path).read_bytes(), str(path)
+    model = parse_tflite(path)         # the ops are checked on the part that is kept
     g = model.subgraphs[0]
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise UserError(f"{label}: the model must have one input and one output")

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import atomic
 from ..boards import FIRMWARE_DIR, PLATFORM_SOURCES, get_board
 from .codegen import codegen_state, run_codegen
-from .contract import Run, State, check, commit
+from .contract import Run, State, check, commit, require_fields
 from .prune import ensure_levels
 
 NAME = "build"
@@ -29,6 +29,10 @@ APP_MAIN = FIRMWARE_DIR / "apps" / "entropi" / "main.c"
 # Waiting this many counter units for the next UART byte ends the stream (twin:
 # instructions, i.e. 0.2 s of emulated time; board: cycles, 0.9 s at 216 MHz).
 STREAM_TIMEOUT = 200_000_000
+SIZES = {k: int for k in ("flash_used", "flash_budget", "ram_static", "stack_bytes", "ram_budget")}
+SPEC = {"board": str, "twin": (str, type(None)), "boards": dict, "head_spec": dict, "arch": str,
+        "level": (int, type(None)), "alpha": (int, float, type(None)),
+        "width": (int, float, type(None))}
 IMAGE_FILES = ("firmware.elf", "firmware.bin", "firmware.hex", "firmware.map", "size.json")
 
 
@@ -61,7 +65,11 @@ def build_state(run: Run, board: str | None = None) -> State:
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.build_json.is_file() else "missing",
                      f"codegen is {up.status}")
-    return check(run, NAME, run.paths.build_json, inputs(run, up.manifest, board))
+    state = check(run, NAME, run.paths.build_json, inputs(run, up.manifest, board), SPEC)
+    if state.status == "fresh":
+        for name, sizes in state.manifest["boards"].items():
+            require_fields(sizes, run.paths.build_json, SIZES, f"boards.{name}")
+    return state
 
 
 def _images(board_name: str) -> list[tuple]:
@@ -103,7 +111,7 @@ def run_build(run: Run, board_name: str = "nucleo-f746") -> dict:
     codegen = run_codegen(run)
     export = atomic.read_json_object(run.paths.export_json)
     inp = inputs(run, codegen, board_name)
-    state = check(run, NAME, run.paths.build_json, inp)
+    state = check(run, NAME, run.paths.build_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
     run.begin_writes()
@@ -114,6 +122,7 @@ def run_build(run: Run, board_name: str = "nucleo-f746") -> dict:
                "arena_bytes": codegen["model"]["arena_size"],
                "tflm_arena_bytes": export["tflm_arena_bytes"],
                "head_memory": codegen["head"]["memory"], "head_spec": codegen["head_spec"],
+               "inference_only": bool(codegen.get("inference_only")),
                "samples": {"train": codegen["samples"]["train"],
                            "test": codegen["samples"]["test"]},
                "boards": boards}

@@ -25,6 +25,8 @@ NAME = "codegen"
 SETTINGS = ("firmware.train_per_class", "firmware.test_per_class", "firmware.epochs",
             "firmware.lr", "firmware.lr_decay", "firmware.momentum", "firmware.weight_decay",
             "firmware.batch_size", "firmware.seed")
+SPEC = {"model": {"arena_size": int}, "head": {"memory": dict}, "head_spec": dict,
+        "samples": {"train": int, "test": int}}
 CODEGEN_DIR = Path(__file__).resolve().parents[1] / "codegen"
 
 
@@ -47,13 +49,13 @@ def codegen_state(run: Run) -> State:
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.codegen_json.is_file() else "missing",
                      f"export is {up.status}")
-    return check(run, NAME, run.paths.codegen_json, inputs(run, up.manifest))
+    return check(run, NAME, run.paths.codegen_json, inputs(run, up.manifest), SPEC)
 
 
 def run_codegen(run: Run, run_upstream: bool = True) -> dict:
     export = run_export(run) if run_upstream else upstream(export_state(run), "export")
     inp = inputs(run, export)
-    state = check(run, NAME, run.paths.codegen_json, inp)
+    state = check(run, NAME, run.paths.codegen_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
     run.begin_writes()
@@ -71,9 +73,11 @@ def prepare_samples(run: Run) -> dict:
     from ..export.tflm import quantize_images, run_tflm
 
     cfg, paths = run.cfg, run.paths
-    target = run.target()
     model = parse_tflite(paths.tflite)
-    out = {"num_classes": target.num_classes}
+    if not run.has_target:
+        return _fixed_samples(run, model)
+    target = run.target()
+    out = {"num_classes": target.num_classes, "inference_only": False}
     for split, per_class in (("train", cfg.firmware.train_per_class),
                              ("test", cfg.firmware.test_per_class)):
         part = getattr(target, split)
@@ -82,6 +86,28 @@ def prepare_samples(run: Run) -> dict:
         out[f"{split}_q"] = q
         out[f"{split}_y"] = part.labels.numpy()[idx].astype(np.uint8)
         out[f"{split}_features"] = run_tflm(paths.tflite, q).reshape(len(q), -1)
+    quant = io_quant(model)["output"]
+    out["feature_scale"], out["feature_zero_point"] = float(quant["scale"]), int(quant["zero_point"])
+    return out
+
+
+def _fixed_samples(run: Run, model) -> dict:
+    """No target data: seeded int8 inputs in the model's input shape, all labelled 0,
+    with TFLM's features; the firmware then runs inference only (a head of two
+    classes is still generated, so the same sources compile)."""
+    from ..codegen.samples import fixed_inputs
+    from ..export.tflite_ops import io_quant
+    from ..export.tflm import run_tflm
+
+    f, paths = run.cfg.firmware, run.paths
+    shape = tuple(io_quant(model)["input"]["shape"][1:])
+    out = {"num_classes": 2, "inference_only": True}
+    for split, count, seed in (("train", f.train_per_class, f.seed),
+                               ("test", f.test_per_class, f.seed + 1)):
+        q = fixed_inputs(shape, count, seed)
+        out[f"{split}_q"] = q
+        out[f"{split}_y"] = np.zeros(count, np.uint8)
+        out[f"{split}_features"] = run_tflm(paths.tflite, q).reshape(count, -1)
     quant = io_quant(model)["output"]
     out["feature_scale"], out["feature_zero_point"] = float(quant["scale"]), int(quant["zero_point"])
     return out
@@ -129,9 +155,11 @@ def generate_sources(run: Run) -> dict:
     spec = head_spec(run, samples)
     head = generate_head_sources(gen, spec)
     embedded = generate_sample_sources(gen, samples["train_q"], samples["train_y"],
-                                       samples["test_q"], samples["test_y"], sha)
+                                       samples["test_q"], samples["test_y"], sha,
+                                       inference_only=samples["inference_only"])
     atomic.write_bytes(paths.samples_npz, _npz(samples))
     return {"model_sha256": sha, "model": model, "head": head, "samples": embedded,
+            "inference_only": samples["inference_only"],
             "head_spec": head_spec_to_dict(spec)}
 
 

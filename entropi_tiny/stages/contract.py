@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic, data
-from ..config import Config
+from ..config import NO_TARGET, Config
 from ..errors import UserError
 from ..paths import RunPaths
 from .lock import hold_run_lock
@@ -73,6 +73,9 @@ class Run:
         spec = self.cfg.data.source if role == "source" else self.cfg.data.target
         domains = self.cfg.data.source_domains if role == "source" else self.cfg.data.target_domains
         k = (role, spec, domains, self.cfg.data.test_fraction, self.cfg.data.data_root)
+        if role == "target" and spec == NO_TARGET:
+            raise UserError("data.target is 'none': only a user's own model (--tflite) runs "
+                            "without target data; give --target")
         if k not in _task_cache:
             task = data.load_task(spec, role, self.cfg.data)
             if role == "target" and len(task.train) == 0:
@@ -83,8 +86,14 @@ class Run:
     def target(self) -> data.Task:
         return self.task("target")[0]
 
+    @property
+    def has_target(self) -> bool:
+        return self.cfg.data.target != NO_TARGET
+
     def target_inputs(self) -> dict:
         """The target data as a stage input: its settings and its content hash."""
+        if not self.has_target:
+            return self.settings("data.target")
         return {**self.settings("data.target", "data.target_domains", "data.test_fraction"),
                 "data:target": self.task("target")[1]}
 
@@ -155,12 +164,15 @@ def verify_outputs(paths: RunPaths, manifest: dict) -> str | None:
     return None
 
 
-def check(run: Run, name: str, path: Path, inputs: dict) -> State:
+def check(run: Run, name: str, path: Path, inputs: dict, spec: dict | None = None) -> State:
+    """The stage's state; `spec` (see require_fields) checks its manifest's payload."""
     m = read_manifest(path, name)
     if m is None:
         return State(name, "missing", "not run yet")
     if "stage" not in m:
         return State(name, "missing", "started, not finished")
+    if spec:
+        require_fields(m, path, spec)
     bad = verify_outputs(run.paths, m)
     if bad:
         return State(name, "stale", bad, m)
@@ -177,6 +189,37 @@ def commit(run: Run, name: str, path: Path, inputs: dict, outputs: list[Path],
     manifest = json.loads(json.dumps({**payload, "stage": block}, default=str))
     atomic.write_json(path, manifest)
     return manifest
+
+
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+
+
+def require_fields(obj: Any, path: Path, spec: dict[str, Any], where: str = "") -> dict:
+    """Refuse (one line) a run-folder record lacking a field or holding the wrong type.
+
+    spec: field -> type or tuple of types; a dict value checks a nested object,
+    a one-element list checks every element of a list."""
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} is damaged: {where or 'the file'} is not an object; "
+                        "delete it and rerun")
+    for key, want in spec.items():
+        value = obj.get(key)
+        name = f"{where}.{key}" if where else key
+        if isinstance(want, dict):
+            require_fields(value, path, want, name)
+        elif isinstance(want, list):
+            if not isinstance(value, list):
+                raise UserError(f"{path} is damaged: {name} must be a list; delete it and rerun")
+            for i, item in enumerate(value):
+                require_fields(item, path, want[0], f"{name}[{i}]")
+        else:
+            kinds = want if isinstance(want, tuple) else (want,)
+            bad_bool = isinstance(value, bool) and bool not in kinds
+            if bad_bool or not isinstance(value, kinds):
+                raise UserError(f"{path} is damaged: {name} is {_short(value)}, not "
+                                f"{' or '.join(k.__name__ for k in kinds)}; delete it and rerun")
+    return obj
 
 
 def upstream(state: State, command: str) -> dict:

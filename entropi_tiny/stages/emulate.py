@@ -145,6 +145,12 @@ def run_emulate(run: Run, stream: bool = False, stream_samples: int = 8,
         raise UserError(f"board {build['board']} has no emulated twin")
     machine = get_board(twin).qemu_machine
     key = f"{twin}/stream" if stream else twin
+    if key not in build["boards"]:
+        raise UserError(f"{paths.build_json} is damaged: it has no image {key}; rerun "
+                        "`entropi-tiny build`")
+    if stream and build.get("inference_only"):
+        raise UserError("an inference-only firmware (no target data) has no head to stream "
+                        "samples to; build with --target to use --stream")
     elf = paths.board_dir(twin) / ("stream" if stream else "") / "firmware.elf"
     samples = load_samples(paths.samples_npz)
     feeder = None
@@ -193,7 +199,10 @@ def _feature_check(parsed: dict, samples: dict) -> dict:
 
 def _summarize(build, key, parsed, samples, result, expected) -> dict:
     rep, sizes = parsed["report"], build["boards"][key]
-    host = host_reference(build, samples)
+    inference_only = bool(build.get("inference_only"))
+    none = {"accuracy_before": None, "accuracy_after": None, "losses": []}
+    host = none if inference_only else host_reference(build, samples)
+    device = (lambda bp: None) if inference_only else (lambda bp: bp / 100.0)
     static_ram = sizes["ram_static"]
     total_sram = static_ram + sizes["stack_bytes"]
     budgets = {"flash": sizes["flash_used"] <= sizes["flash_budget"],
@@ -208,10 +217,12 @@ def _summarize(build, key, parsed, samples, result, expected) -> dict:
            "instructions_per_inference": rep["infer_total"] / rep["infer_count"],
            "instructions_per_inference_min": rep["infer_min"],
            "instructions_per_inference_max": rep["infer_max"],
-           "instructions_per_sgd_step": rep["train_total"] / rep["sgd_steps"],
+           "instructions_per_sgd_step": rep["train_total"] / rep["sgd_steps"]
+           if rep["sgd_steps"] else None,
+           "inference_only": inference_only,
            "instruction_counter": "SysTick under qemu -icount shift=0 (exact, multiples of 40)",
-           "device_accuracy_before": rep["acc_before_bp"] / 100.0,
-           "device_accuracy_after": rep["acc_after_bp"] / 100.0,
+           "device_accuracy_before": device(rep["acc_before_bp"]),
+           "device_accuracy_after": device(rep["acc_after_bp"]),
            "host_accuracy_before": host["accuracy_before"],
            "host_accuracy": host["accuracy_after"],
            "device_epochs": parsed["epochs"], "host_losses": host["losses"],

@@ -28,6 +28,9 @@ from .prune import level_files, require_levels
 from .select import chosen_level, select_state
 
 NAME = "export"
+SPEC = {"level": (int, type(None)), "alpha": (int, float, type(None)), "arch": str,
+        "width": (int, float, type(None)), "tflm_arena_bytes": (int, type(None)),
+        "sparse_image": dict}
 LEVEL_SETTINGS = ("export.calib_images", "export.check_images")
 
 
@@ -56,7 +59,7 @@ def _level_inputs(run: Run, level: int) -> dict:
 def export_state(run: Run) -> State:
     src = user_model(run)
     if src is not None:
-        return check(run, NAME, run.paths.export_json, _user_inputs(run, src))
+        return check(run, NAME, run.paths.export_json, _user_inputs(run, src), SPEC)
     level = run.cfg.export.level
     if level < 0:
         up = select_state(run)
@@ -64,7 +67,7 @@ def export_state(run: Run) -> State:
             return State(NAME, "stale" if run.paths.export_json.is_file() else "missing",
                          f"select is {up.status}")
         level = up.manifest["selected_level"]
-    return check(run, NAME, run.paths.export_json, _level_inputs(run, level))
+    return check(run, NAME, run.paths.export_json, _level_inputs(run, level), SPEC)
 
 
 def run_export(run: Run) -> dict:
@@ -74,7 +77,7 @@ def run_export(run: Run) -> dict:
     run.target()                               # bad target data fails before any work
     level = chosen_level(run)
     inp = _level_inputs(run, level)
-    state = check(run, NAME, run.paths.export_json, inp)
+    state = check(run, NAME, run.paths.export_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
     return _export_level(run, level, inp)
@@ -128,10 +131,10 @@ def _export_user_model(run: Run, src: Path) -> dict:
     if paths.user_tflite.is_file() and paths.user_tflite.read_bytes() != raw:
         raise UserError(f"run folder {paths.root} already holds a different model "
                         f"({paths.user_tflite.name}); use a new --run-dir for {src.name}")
-    state = check(run, NAME, paths.export_json, inp)
+    state = check(run, NAME, paths.export_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
-    feature, encoder = feature_extractor(raw, run.cfg.export.feature_tensor, label=str(src))
+    feature, encoder = feature_extractor(src, run.cfg.export.feature_tensor)
     image, img_report = encode_model(encoder, label=str(src))
     run.begin_writes()
     if not paths.user_tflite.is_file():

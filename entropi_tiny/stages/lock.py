@@ -2,6 +2,7 @@
 
 Usage:
     hold_run_lock(paths)      # before the first write; held until the process exits
+    release_run_lock(paths)   # or until released (library callers)
 
 A second process that wants to write into the same folder does not wait: it
 stops at once with one line naming the pid that holds the lock, so two runs
@@ -39,3 +40,10 @@ def hold_run_lock(paths: RunPaths) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[root] = fd
+
+
+def release_run_lock(paths: RunPaths) -> None:
+    """For a library caller that goes on running (a CLI command just exits)."""
+    fd = _held.pop(Path(paths.root).resolve(), None)
+    if fd is not None:
+        os.close(fd)

@@ -19,7 +19,7 @@ import shutil
 
 from .. import atomic
 from ..errors import UserError
-from .contract import Run, State, check, commit, digest
+from .contract import NUMBER, OPTIONAL_NUMBER, Run, State, check, commit, digest
 
 NAME = "prune"
 SETTINGS = ("model.arch", "model.width", "data.source", "data.source_domains",
@@ -29,12 +29,20 @@ SETTINGS = ("model.arch", "model.width", "data.source", "data.source_domains",
             "prune.seed")
 
 
+ROW = {"level": int, "alpha_target": NUMBER, "alpha_actual": NUMBER, "train_acc": NUMBER,
+       "test_acc": NUMBER, "train_loss": OPTIONAL_NUMBER}
+SPEC = {"levels": [ROW]}
+
+
 def inputs(run: Run) -> dict:
     return run.settings(*SETTINGS)
 
 
 def prune_state(run: Run) -> State:
-    return check(run, NAME, run.paths.prune_summary, inputs(run))
+    state = check(run, NAME, run.paths.prune_summary, inputs(run), SPEC)
+    if state.status == "fresh":
+        level_files(state.manifest)          # every row's checkpoint is vouched for
+    return state
 
 
 def guard_levels(run: Run, replace: bool = False) -> None:
@@ -112,7 +120,13 @@ def level_files(manifest: dict) -> dict[int, str]:
     out = {}
     for row in manifest["levels"]:
         name = f"levels/level_{int(row['level']):02d}/checkpoint.pt"
+        if name not in manifest["stage"]["outputs"]:
+            raise UserError(f"prune.json is damaged: it does not vouch for {name}; "
+                            "delete it and rerun `entropi-tiny prune`")
         out[int(row["level"])] = manifest["stage"]["outputs"][name]
+    if not out:
+        raise UserError("prune.json is damaged: it lists no level; delete it and rerun "
+                        "`entropi-tiny prune`")
     return out
 
 

@@ -19,11 +19,13 @@ from ..errors import UserError
 from ..models import split_model
 from ..pruning.checkpoint import load_level
 from ..selection.entropy import encoder_entropy, select_level
-from .contract import Run, State, check, commit, digest
+from .contract import NUMBER, Run, State, check, commit, digest, require_fields
 from .prune import level_files, prune_state, require_levels
 
 NAME = "select"
 ENTROPY_FORMAT = "entropi-tiny/entropy-v1"
+ROW = {"level": int, "alpha": NUMBER}
+SPEC = {"selected_level": int, "criterion": str, "levels_m": int, "rows": [ROW]}
 
 
 def inputs(run: Run, prune_manifest: dict) -> dict:
@@ -38,7 +40,7 @@ def select_state(run: Run) -> State:
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.entropy_json.is_file() else "missing",
                      f"prune is {up.status}")
-    return check(run, NAME, run.paths.entropy_json, inputs(run, up.manifest))
+    return check(run, NAME, run.paths.entropy_json, inputs(run, up.manifest), SPEC)
 
 
 def _row_key(run: Run, level_sha: str) -> str:
@@ -63,7 +65,7 @@ def run_select(run: Run) -> dict:
     target = run.target()
     manifest = require_levels(run)
     inp = inputs(run, manifest)
-    state = check(run, NAME, paths.entropy_json, inp)
+    state = check(run, NAME, paths.entropy_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
     done = _saved_rows(run)
@@ -103,8 +105,16 @@ def chosen_level(run: Run) -> int:
             raise UserError(f"level {run.cfg.export.level} has no checkpoint in {run.paths.root} "
                             f"(levels: {sorted(levels)})")
         return run.cfg.export.level
-    level = run_select(run).get("selected_level")
-    if not isinstance(level, int) or isinstance(level, bool):
-        raise UserError(f"{run.paths.entropy_json} is damaged: selected_level is {level!r}; "
-                        "delete it and rerun `entropi-tiny select`")
+    return selected(run, run_select(run))
+
+
+
+
+def selected(run: Run, table: dict) -> int:
+    """The selected level of a committed entropy table, checked against the levels."""
+    require_fields(table, run.paths.entropy_json, {"selected_level": int, "rows": [ROW]})
+    level = table["selected_level"]
+    if level not in {r["level"] for r in table["rows"]}:
+        raise UserError(f"{run.paths.entropy_json} is damaged: selected_level {level} has no "
+                        "row; delete it and rerun `entropi-tiny select`")
     return level

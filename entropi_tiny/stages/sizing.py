@@ -16,6 +16,7 @@ from ..config import Config
 from ..paths import RunPaths
 from ..pruning.oneshot import make_sizing_levels
 from .contract import Run, commit
+from .lock import release_run_lock
 from .prune import commit_levels, record_settings
 from .select import ENTROPY_FORMAT
 from .select import NAME as SELECT
@@ -26,6 +27,14 @@ def make_sizing_run(paths: RunPaths, cfg: Config, alpha: float, bn_images: int =
     run = Run(cfg, paths, quiet=True)
     run.target()
     run.begin_writes()
+    try:
+        _commit_sizing(run, cfg, alpha, bn_images)
+    finally:
+        release_run_lock(paths)
+
+
+def _commit_sizing(run: Run, cfg: Config, alpha: float, bn_images: int) -> None:
+    paths = run.paths
     record_settings(run)
     rows = make_sizing_levels(paths, cfg, alpha, bn_images)
     manifest = commit_levels(run, rows, {"sizing_only": True})

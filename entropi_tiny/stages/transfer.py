@@ -16,12 +16,15 @@ from tqdm import tqdm
 from .. import atomic
 from ..pruning.checkpoint import load_level
 from ..transfer import level_features, summarize, train_head
-from .contract import Run, State, check, commit, digest
+from .contract import NUMBER, Run, State, check, commit, digest
 from .prune import level_files, prune_state, require_levels
-from .select import run_select, select_state
+from .select import run_select, select_state, selected
 
 NAME = "transfer"
 TRANSFER_FORMAT = "entropi-tiny/transfer-v1"
+ROW = {"level": int, "alpha": NUMBER, "test_acc_mean": NUMBER, "test_acc_std": NUMBER,
+       "seeds": list}
+SPEC = {"selected_level": int, "dense_level": int, "rows": [ROW], "key": {"target": str}}
 SETTINGS = ("transfer.lr", "transfer.lr_decay", "transfer.batch_size", "transfer.epochs",
             "transfer.seeds", "select.batch_size")
 
@@ -39,7 +42,8 @@ def transfer_state(run: Run, all_levels: bool = False) -> State:
         return State(NAME, "stale" if run.paths.transfer_json.is_file() else "missing",
                      f"select is {up.status}")
     state = check(run, NAME, run.paths.transfer_json,
-                  inputs(run, prune_state(run).manifest, atomic.sha256_file(run.paths.entropy_json)))
+                  inputs(run, prune_state(run).manifest, atomic.sha256_file(run.paths.entropy_json)),
+                  SPEC)
     if state.status == "fresh" and not _has_rows(state.manifest, _wanted(run, state.manifest,
                                                                         all_levels)):
         return State(NAME, "stale", "rows for --all-levels are missing", state.manifest)
@@ -75,13 +79,12 @@ def run_transfer(run: Run, all_levels: bool = False) -> dict:
     cfg, paths = run.cfg, run.paths
     target = run.target()
     manifest = require_levels(run)
-    table = run_select(run)
-    chosen = int(table["selected_level"])
+    chosen = selected(run, run_select(run))
     files = level_files(manifest)
     levels = sorted(files)
     wanted = levels if all_levels else sorted({levels[0], chosen})
     inp = inputs(run, manifest, atomic.sha256_file(paths.entropy_json))
-    state = check(run, NAME, paths.transfer_json, inp)
+    state = check(run, NAME, paths.transfer_json, inp, SPEC)
     if state.status == "fresh" and _has_rows(state.manifest, wanted):
         return state.manifest
     saved = _saved_rows(run)
