@@ -233,3 +233,22 @@ def test_damaged_run_folder_files_are_one_line(tiny_run, tmp_path, name, content
     (run_dir / name).write_text(content)
     r = run_cli("select", "--run-dir", str(run_dir))
     assert_one_line_error(r, needle)
+
+
+@pytest.mark.parametrize("epoch", [10**6, -3])
+def test_resume_file_with_an_epoch_out_of_range(tiny_run, tmp_path, epoch):
+    """An unfinished level's partial.pt claiming 10**6 or -3 finished epochs is refused
+    before any training, in one line (not a level finished untrained, nor extra epochs)."""
+    from entropi_tiny.pruning.checkpoint import PARTIAL_FORMAT
+
+    run_dir = _copy_levels(tiny_run, tmp_path / "run")
+    paths = RunPaths(run_dir)
+    model, masks, _ = load_level(paths.level_checkpoint(2))
+    paths.level_checkpoint(2).unlink()
+    paths.prune_summary.unlink()
+    atomic.save_torch(paths.level_partial(2), {
+        "format": PARTIAL_FORMAT, "state_dict": model.state_dict(), "optimizer": {},
+        "masks": masks, "epoch": epoch, "losses": []})
+    r = run_cli("prune", "-q", "--run-dir", str(run_dir))
+    assert_one_line_error(r, f"epoch {epoch} is outside")
+    assert not paths.level_checkpoint(2).exists() and paths.level_partial(2).is_file()

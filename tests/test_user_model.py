@@ -56,6 +56,14 @@ def test_build_and_emulate_a_user_model(user_tflite, tmp_path):
     rows = {row["stage"]: row["status"] for row in json.loads(r.stdout)}
     assert rows["build"] == "fresh" and rows["prune"] == "skipped"
 
+    # A manifest edited by hand, or a file that no longer matches it: one line, no QEMU run.
+    build = json.loads(paths.build_json.read_text())
+    paths.build_json.write_text(json.dumps({k: v for k, v in build.items() if k != "boards"}))
+    assert_one_line_error(run_cli("emulate", "--run-dir", str(run_dir)), "boards")
+    paths.build_json.write_text(json.dumps(build))
+    paths.samples_npz.write_bytes(b"garbage")
+    assert_one_line_error(run_cli("emulate", "--run-dir", str(run_dir)), "samples.npz")
+
     other = tmp_path / "other.tflite"
     raw = bytearray(user_tflite.read_bytes())
     raw[-100] ^= 1

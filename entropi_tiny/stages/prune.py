@@ -15,6 +15,7 @@ for every checkpoint by sha256.
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 from .. import atomic
@@ -100,9 +101,13 @@ def run_prune(run: Run, replace: bool = False) -> dict:
     state = prune_state(run)
     if state.status == "fresh":
         return state.manifest
-    run.begin_writes()
-    record_settings(run)
+    main = os.environ.get("RANK", "0") == "0"       # torchrun: rank 0 alone writes
+    if main:
+        run.begin_writes()
+        record_settings(run)
     rows = run_imp(run.cfg, run.paths, quiet=run.quiet, task=source)
+    if not main:
+        return {"levels": [summary_row(m) for m in rows]}
     return commit_levels(run, [summary_row(m) for m in rows])
 
 
