@@ -64,7 +64,7 @@ def build_state(run: Run, board: str | None = None) -> State:
     up = codegen_state(run)
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.build_json.is_file() else "missing",
-                     f"codegen is {up.status}")
+                     f"codegen is {up.status}: {up.reason}")
     state = check(run, NAME, run.paths.build_json, inputs(run, up.manifest, board), SPEC)
     if state.status == "fresh":
         for name, sizes in state.manifest["boards"].items():

@@ -48,7 +48,7 @@ def codegen_state(run: Run) -> State:
     up = export_state(run)
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.codegen_json.is_file() else "missing",
-                     f"export is {up.status}")
+                     f"export is {up.status}: {up.reason}")
     return check(run, NAME, run.paths.codegen_json, inputs(run, up.manifest), SPEC)
 
 

@@ -155,7 +155,7 @@ def run_emulate(run: Run, stream: bool = False, stream_samples: int = 8,
     samples = load_samples(paths.samples_npz)
     feeder = None
     if stream:
-        from .toolchain.frames import StopAndWait
+        from ..toolchain.frames import StopAndWait
 
         msgs, expected = _stream_messages(samples, stream_samples)
         feeder = StopAndWait(msgs)

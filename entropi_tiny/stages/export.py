@@ -65,7 +65,7 @@ def export_state(run: Run) -> State:
         up = select_state(run)
         if up.status != "fresh":
             return State(NAME, "stale" if run.paths.export_json.is_file() else "missing",
-                         f"select is {up.status}")
+                         f"select is {up.status}: {up.reason}")
         level = up.manifest["selected_level"]
     return check(run, NAME, run.paths.export_json, _level_inputs(run, level), SPEC)
 

@@ -27,7 +27,7 @@ def report_state(run: Run) -> State:
     up = transfer_state(run)
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.report_json.is_file() else "missing",
-                     f"transfer is {up.status}")
+                     f"transfer is {up.status}: {up.reason}")
     return check(run, NAME, run.paths.report_json, inputs(run))
 
 

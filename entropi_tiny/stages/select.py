@@ -39,7 +39,7 @@ def select_state(run: Run) -> State:
     up = prune_state(run)
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.entropy_json.is_file() else "missing",
-                     f"prune is {up.status}")
+                     f"prune is {up.status}: {up.reason}")
     return check(run, NAME, run.paths.entropy_json, inputs(run, up.manifest), SPEC)
 
 

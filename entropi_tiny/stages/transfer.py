@@ -40,7 +40,7 @@ def transfer_state(run: Run, all_levels: bool = False) -> State:
     up = select_state(run)
     if up.status != "fresh":
         return State(NAME, "stale" if run.paths.transfer_json.is_file() else "missing",
-                     f"select is {up.status}")
+                     f"select is {up.status}: {up.reason}")
     state = check(run, NAME, run.paths.transfer_json,
                   inputs(run, prune_state(run).manifest, atomic.sha256_file(run.paths.entropy_json)),
                   SPEC)
