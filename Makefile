@@ -35,15 +35,17 @@ $(STAMP): requirements.lock pyproject.toml
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-# The pipeline on the built-in data with the quick preset; every stage skips
-# itself when its outputs exist, so a second `make demo` is instant.
+# The pipeline on the built-in data with the quick preset (recorded in the run
+# folder by the first command, read by the others); every stage skips itself
+# when its key is unchanged, so a second `make demo` is quick.
 demo: setup
 	$(VENV)/bin/entropi-tiny prune --preset quick
-	$(VENV)/bin/entropi-tiny select --preset quick
-	$(VENV)/bin/entropi-tiny transfer --preset quick --all-levels
-	$(VENV)/bin/entropi-tiny report --preset quick
-	$(VENV)/bin/entropi-tiny build --preset quick --board nucleo-f746
-	$(VENV)/bin/entropi-tiny emulate export/default
+	$(VENV)/bin/entropi-tiny select
+	$(VENV)/bin/entropi-tiny transfer --all-levels
+	$(VENV)/bin/entropi-tiny report
+	$(VENV)/bin/entropi-tiny build --board nucleo-f746
+	$(VENV)/bin/entropi-tiny emulate --run-dir export/default
+	$(VENV)/bin/entropi-tiny status
 
 # libFuzzer targets seeded with real images and frames; findings go to runs/fuzz/<target>/artifacts.
 fuzz: setup

@@ -31,7 +31,7 @@ from entropi_tiny.config import load_config  # noqa: E402
 from entropi_tiny.models import split_model  # noqa: E402
 from entropi_tiny.paths import RunPaths  # noqa: E402
 from entropi_tiny.pruning.checkpoint import load_level  # noqa: E402
-from entropi_tiny.pruning.oneshot import make_sizing_run  # noqa: E402
+from entropi_tiny.stages.sizing import make_sizing_run  # noqa: E402
 
 FW = ("--set", "firmware.train_per_class=2", "--set", "firmware.test_per_class=1",
       "--set", "firmware.epochs=1", "--set", "export.calib_images=100",

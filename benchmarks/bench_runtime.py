@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from entropi_tiny.atomic import write_json  # noqa: E402
 from entropi_tiny.config import DataConfig  # noqa: E402
 from entropi_tiny.data import load_task, normalize  # noqa: E402
-from entropi_tiny.export.pipeline import TFLITE_NAME, export_encoder  # noqa: E402
+from entropi_tiny.export.convert import TFLITE_NAME, export_encoder  # noqa: E402
 from entropi_tiny.export.sparse_format import DENSE  # noqa: E402
 from entropi_tiny.export.tflite_ops import parse_tflite  # noqa: E402
 from entropi_tiny.export.tflm import min_arena_size, quantize_images  # noqa: E402

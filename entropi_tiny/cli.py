@@ -3,14 +3,19 @@
 Usage:
     entropi-tiny prune --preset quick
     entropi-tiny prune --config my.toml --set prune.epochs=5 --run-dir runs/a
+    entropi-tiny status --run-dir runs/a
 
-Every command reads its settings from a preset, an optional TOML file and
-`--set section.key=value` overrides (see config.py), works in one run folder
-(see paths.py), and skips work whose outputs already exist. Bad input ends
-with one line on stderr and exit status 2.
+Every command works in one run folder (--run-dir, see paths.py) and reads
+its settings from the folder's config.json (a new folder: the preset),
+overridden by an optional TOML file, `--set section.key=value` and the
+shortcut options (--target, --arch, ...), which are then recorded there.
+A stage skips itself when its key (what it read) is unchanged and
+recomputes when it changed (entropi_tiny/stages/). Bad input ends with one
+line on stderr and exit status 2.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -18,29 +23,47 @@ from pathlib import Path
 
 import click
 
-from . import atomic
-from .config import PRESETS, Config, load_config
+from .config import PRESETS
 from .errors import UserError
 from .paths import DEFAULT_RUN_DIR, RunPaths
 
 
+DATA_OPTIONS = {
+    "source": ("data.source", str, "Source task: builtin, cifar10, cifar100 or imagefolder:PATH"),
+    "source_domains": ("data.source_domains", str, "Source domains of a domain tree, comma-separated"),
+    "target": ("data.target", str, "Target task: builtin, cifar10, cifar100 or imagefolder:PATH"),
+    "target_domains": ("data.target_domains", str, "Target domains of a domain tree, comma-separated"),
+    "data_root": ("data.data_root", str, "Where CIFAR lives or downloads to"),
+    "arch": ("model.arch", str, "resnet18, mobilenet_v3_small or mobilenet_v3_large"),
+    "width": ("model.width", float, "Channel width multiplier"),
+}
+
+
 def common_options(fn):
-    """--preset, --config, --set, --run-dir and --quiet, turned into (cfg, paths, quiet)."""
-    @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="quick",
-                  show_default=True, help="Hyperparameter preset.")
+    """--preset, --config, --set, --run-dir, --quiet and the data/model options,
+    turned into a stage context `run` (config from the run folder, overridden)."""
+    @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                  help="Start from this preset instead of the run folder's config.json "
+                       "(a new folder starts from 'quick').")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False),
                   help="TOML file with [data], [model], [prune], [select], [transfer] tables.")
     @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                  help="Override one config key; repeatable.")
-    @click.option("--run-dir", type=click.Path(file_okay=False), default=str(DEFAULT_RUN_DIR),
-                  show_default=True, help="Folder holding every artifact of the run.")
+                  help="Override one config key; repeatable; recorded in the run folder.")
+    @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+                  help=f"Folder holding every artifact of the run [default: {DEFAULT_RUN_DIR}].")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
+    @shortcut_options(**DATA_OPTIONS)
     @functools.wraps(fn)
     def wrapper(preset, config_file, overrides, run_dir, quiet, **kwargs):
+        from .stages.contract import Run
+        from .stages.runconfig import resolve_config
+
         extra = [f"{key}={json.dumps(value)}" for key, value in
                  kwargs.pop("_shortcuts", {}).items() if value is not None]
-        cfg = load_config(preset, config_file, list(overrides) + extra)
-        return fn(cfg=cfg, paths=RunPaths(Path(run_dir)), quiet=quiet, **kwargs)
+        run_dir = kwargs.pop("_run_dir", None) or run_dir or str(DEFAULT_RUN_DIR)
+        paths = RunPaths(Path(run_dir))
+        cfg = resolve_config(paths, preset, config_file, list(overrides) + extra)
+        return fn(run=Run(cfg, paths, quiet), **kwargs)
     return wrapper
 
 
@@ -49,13 +72,31 @@ def shortcut_options(**mapping):
     def decorate(fn):
         @functools.wraps(fn)
         def collect(*args, **kwargs):
-            kwargs["_shortcuts"] = {key: kwargs.pop(opt) for opt, (key, _, _) in mapping.items()}
+            found = {key: kwargs.pop(opt) for opt, (key, _, _) in mapping.items()}
+            kwargs["_shortcuts"] = {**kwargs.get("_shortcuts", {}), **found}
             return fn(*args, **kwargs)
         for opt, (key, typ, help_text) in reversed(mapping.items()):
             collect = click.option(f"--{opt.replace('_', '-')}", opt, type=typ,
                                    help=f"{help_text} (= --set {key}=...)")(collect)
         return collect
     return decorate
+
+
+def model_file_options(fn):
+    """--tflite and --feature-tensor: a user's own int8 model instead of a pruned level."""
+    @click.option("--tflite", type=click.Path(dir_okay=False), default=None,
+                  help="Use this int8 .tflite (copied in) instead of a pruned level "
+                       "(= --set export.tflite=...).")
+    @click.option("--feature-tensor", default=None, metavar="NAME",
+                  help="The .tflite tensor whose values are the features (default: the input "
+                       "of its last classifier layer) (= --set export.feature_tensor=...).")
+    @functools.wraps(fn)
+    def wrapper(*args, tflite, feature_tensor, **kwargs):
+        found = {"export.tflite": str(Path(tflite).resolve()) if tflite else None,
+                 "export.feature_tensor": feature_tensor}
+        kwargs["_shortcuts"] = {**kwargs.get("_shortcuts", {}), **found}
+        return fn(*args, **kwargs)
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,45 +107,42 @@ def cli() -> None:
 
 @cli.command()
 @shortcut_options(
-    arch=("model.arch", str, "resnet18, mobilenet_v3_small or mobilenet_v3_large"),
-    width=("model.width", float, "Channel width multiplier"),
-    source=("data.source", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
-    data_root=("data.data_root", str, "Where CIFAR lives or downloads to"),
     epochs=("prune.epochs", int, "Training epochs per level"),
     levels=("prune.levels", int, "Number of pruning levels, dense included"),
     rate=("prune.rate", float, "Fraction of survivors pruned per level"),
     seed=("prune.seed", int, "Random seed"),
 )
 @common_options
-def prune(cfg: Config, paths: RunPaths, quiet: bool) -> None:
+@click.option("--replace-levels", is_flag=True,
+              help="Delete levels made with other settings and prune again.")
+def prune(run, replace_levels: bool) -> None:
     """Train on the source task with iterative magnitude pruning (one checkpoint per level)."""
-    from .pruning.imp import run_imp
+    from .stages.prune import run_prune
 
-    rows = run_imp(cfg, paths, quiet=quiet)
-    if not quiet and rows:
-        click.echo(_level_table(rows))
+    manifest = run_prune(run, replace=replace_levels)
+    if not run.quiet and manifest["levels"]:
+        click.echo(_level_table(manifest["levels"]))
 
 
 @cli.command()
 @shortcut_options(
-    target=("data.target", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
     levels_m=("select.levels_m", int, "Quantization levels M of eq. 3"),
     criterion=("select.criterion", str, "exact (eq. 6) or bound (eq. 8)"),
 )
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the entropy table as JSON.")
-def select(cfg: Config, paths: RunPaths, quiet: bool, as_json: bool) -> None:
+def select(run, as_json: bool) -> None:
     """Entropy of every level's encoder on the target train set; pick the maximum."""
-    from .pipeline import run_select
+    from .stages.select import run_select
 
-    table = run_select(cfg, paths, quiet=quiet)
+    table = run_select(run)
     if as_json:
         click.echo(json.dumps(table, indent=2))
-    elif not quiet:
-        click.echo(_entropy_table(table))
+    elif not run.quiet:
+        click.echo(_entropy_table(table, run.paths.entropy_json))
 
 
-def _entropy_table(table: dict) -> str:
+def _entropy_table(table: dict, path) -> str:
     lines = [f"{'level':>5} {'alpha':>8} {'H exact':>9} {'bound':>9} {'max':>8} saturated"]
     for r in table["rows"]:
         mark = " <- selected" if r["level"] == table["selected_level"] else ""
@@ -112,22 +150,21 @@ def _entropy_table(table: dict) -> str:
                      f"{r['bound_bits']:>9.2f} {r['max_bits']:>8.3f} "
                      f"{'yes' if r['saturated'] else 'no':>9}{mark}")
     lines.append(f"entropy in bits (log2), M = {table['levels_m']}, criterion: "
-                 f"{table['criterion']}; wrote {table.get('path', 'entropy.json')}")
+                 f"{table['criterion']}; wrote {path}")
     return "\n".join(lines)
 
 
 @cli.command()
-@shortcut_options(target=("data.target", str, "builtin, cifar10, cifar100 or imagefolder:PATH"),
-                  epochs=("transfer.epochs", int, "Head training epochs"),
+@shortcut_options(epochs=("transfer.epochs", int, "Head training epochs"),
                   lr=("transfer.lr", float, "Adam learning rate"))
 @common_options
 @click.option("--all-levels", is_flag=True, help="Train a head on every level (Figure 3).")
-def transfer(cfg: Config, paths: RunPaths, quiet: bool, all_levels: bool) -> None:
+def transfer(run, all_levels: bool) -> None:
     """Train the linear head on the frozen selected and dense encoders."""
-    from .pipeline import run_transfer
+    from .stages.transfer import run_transfer
 
-    result = run_transfer(cfg, paths, all_levels=all_levels, quiet=quiet)
-    if not quiet:
+    result = run_transfer(run, all_levels=all_levels)
+    if not run.quiet:
         for r in result["rows"]:
             tag = {result["selected_level"]: " (selected)", result["dense_level"]: " (dense)"}
             click.echo(f"level {r['level']:>2} alpha {r['alpha']:.4f}: top-1 "
@@ -136,14 +173,16 @@ def transfer(cfg: Config, paths: RunPaths, quiet: bool, all_levels: bool) -> Non
 
 @cli.command()
 @common_options
-def report(cfg: Config, paths: RunPaths, quiet: bool) -> None:
+def report(run) -> None:
     """Table 1, Figure 3 (PNG), report.json and report.md from the run folder."""
-    from .report import markdown, write_report
+    from .report import markdown
+    from .stages.report import run_report
 
-    summary = write_report(paths)
-    if not quiet:
+    summary = run_report(run)
+    if not run.quiet:
+        p = run.paths
         click.echo(markdown(summary))
-        click.echo(f"wrote {paths.report_md}, {paths.report_json}, {paths.figure3_png}")
+        click.echo(f"wrote {p.report_md}, {p.report_json}, {p.figure3_png}")
 
 
 @cli.command()
@@ -163,30 +202,28 @@ def profile(as_json: bool, batch: int, classes: int, run_dir: str | None) -> Non
 
 
 @cli.command("export")
+@shortcut_options(level=("export.level", int, "Level to export (-1: the entropy-selected one)"))
+@model_file_options
 @common_options
-@click.option("--level", type=int, default=None,
-              help="Level to export (default: the entropy-selected one).")
-@click.option("--tflite", "tflite", type=click.Path(dir_okay=False), default=None,
-              help="Derive the sparse image from this int8 .tflite instead of a level.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
-def export_cmd(cfg: Config, paths: RunPaths, quiet: bool, level: int | None, tflite: str | None,
-               as_json: bool) -> None:
+def export_cmd(run, as_json: bool) -> None:
     """Int8 TFLite (verified in TFLM), ONNX and the sparse weight image of an encoder."""
     from .export.sparse_image import format_report
-    from .pipeline import run_export
+    from .stages.export import run_export
 
-    s = run_export(cfg, paths, level=level, quiet=quiet, tflite=tflite)
+    s = run_export(run)
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
-    if quiet:
+    if run.quiet:
         return
+    p = run.paths
     click.echo(format_report(s["sparse_image"]))
     if s["level"] is None:
-        click.echo(f"{s['source']} -> {paths.sparse_image}: {s['sparse_image_bytes']:,} B "
-                   f"({s['bytes_per_nnz']:.3f} B per non-zero)")
+        click.echo(f"{s['source']} (features: {s['feature_tensor']}) -> {p.sparse_image}: "
+                   f"{s['sparse_image_bytes']:,} B ({s['bytes_per_nnz']:.3f} B per non-zero)")
     else:
-        click.echo(f"level {s['level']} (alpha {s['alpha']:.4f}) -> {paths.export_dir}\n"
+        click.echo(f"level {s['level']} (alpha {s['alpha']:.4f}) -> {p.export_dir}\n"
                    f"  {s['files']['tflite']}: {s['tflite_bytes']:,} B, TFLM arena "
                    f"{s['tflm_arena_bytes']:,} B, TFLM == LiteRT reference: "
                    f"{s['tflm_bitexact_litert_ref']}\n"
@@ -197,49 +234,62 @@ def export_cmd(cfg: Config, paths: RunPaths, quiet: bool, level: int | None, tfl
 
 
 @cli.command()
+@shortcut_options(level=("export.level", int, "Level to export (-1: the entropy-selected one)"))
+@model_file_options
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the generator reports as JSON.")
-def codegen(cfg: Config, paths: RunPaths, quiet: bool, as_json: bool) -> None:
+def codegen(run, as_json: bool) -> None:
     """C sources from the exported model: weight tables, op schedule, arena plan, head, samples."""
-    from .build import ensure_export, generate_sources
+    from .stages.codegen import run_codegen
+    from .stages.prune import ensure_levels
 
-    ensure_export(cfg, paths, quiet)
-    g = generate_sources(cfg, paths)
+    if not run.cfg.export.tflite:
+        ensure_levels(run)
+    g = run_codegen(run)
     if as_json:
         click.echo(json.dumps(g, indent=2, default=str))
-    elif not quiet:
+    elif not run.quiet:
         m, h = g["model"], g["head"]["memory"]
         click.echo(f"model {g['model_sha256'][:16]}: {m['op_count']} ops, arena plan "
                    f"{m['arena_size']:,} B, weight image {m['image_size']:,} B\n"
                    f"head: state {h['state_bytes']:,} B, feature cache {h['cache_bytes']:,} B; "
                    f"samples: {g['samples']['train']} train + {g['samples']['test']} test\n"
-                   f"wrote {paths.generated_dir}")
+                   f"wrote {run.paths.generated_dir}")
+
+
+def _out_alias(fn):
+    """build's --out DIR: the same as --run-dir DIR (kept for compatibility)."""
+    @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+                  help="Run folder (same as --run-dir).")
+    @functools.wraps(fn)
+    def wrapper(*args, out, **kwargs):
+        return fn(*args, _run_dir=out, **kwargs)
+    return wrapper
 
 
 @cli.command()
 @click.option("--board", default="nucleo-f746", show_default=True, help="Target board.")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Run folder (same as --run-dir).")
+@_out_alias
+@shortcut_options(level=("export.level", int, "Level to export (-1: the entropy-selected one)"))
+@model_file_options
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
-def build(cfg: Config, paths: RunPaths, quiet: bool, board: str, out: str | None,
-          as_json: bool) -> None:
-    """Flash-ready firmware for a board (and its QEMU twin), running missing stages first."""
-    from .build import run_build
+def build(run, board: str, as_json: bool) -> None:
+    """Flash-ready firmware for a board (and its QEMU twin), running stale stages first."""
+    from .stages.build import run_build
 
-    if out is not None:
-        paths = RunPaths(Path(out))
-    s = run_build(cfg, paths, board, quiet=quiet)
+    s = run_build(run, board)
     if as_json:
         click.echo(json.dumps(s, indent=2))
-    elif not quiet:
-        click.echo(_build_table(s, paths))
+    elif not run.quiet:
+        click.echo(_build_table(s, run.paths))
 
 
 def _build_table(s: dict, paths: RunPaths) -> str:
-    lines = [f"{s['arch']} w={s['width']:g} level {s['level']} alpha {s['alpha']:.4f}: arena "
-             f"{s['arena_bytes']:,} B (TFLM: {s['tflm_arena_bytes']:,} B), head state "
-             f"{s['head_memory']['state_bytes']:,} B + feature cache "
+    what = (f"{s['arch']} w={s['width']:g} level {s['level']} alpha {s['alpha']:.4f}"
+            if s["level"] is not None else s["arch"])
+    lines = [f"{what}: arena {s['arena_bytes']:,} B (TFLM: {s['tflm_arena_bytes']:,} B), head "
+             f"state {s['head_memory']['state_bytes']:,} B + feature cache "
              f"{s['head_memory']['cache_bytes']:,} B",
              f"{'image':<24} {'flash used':>12} {'of':>10} {'static RAM':>11} {'stack':>7} {'of':>9}"]
     for name, b in s["boards"].items():
@@ -249,20 +299,29 @@ def _build_table(s: dict, paths: RunPaths) -> str:
     return "\n".join(lines)
 
 
+def _folder_argument(fn):
+    """emulate's positional DIR: the same as --run-dir DIR (kept for compatibility)."""
+    @click.argument("folder", type=click.Path(file_okay=False), required=False)
+    @functools.wraps(fn)
+    def wrapper(*args, folder, **kwargs):
+        return fn(*args, _run_dir=folder, **kwargs)
+    return wrapper
+
+
 @cli.command()
-@click.argument("run_dir", type=click.Path(file_okay=False), default=str(DEFAULT_RUN_DIR))
+@_folder_argument
+@common_options
 @click.option("--stream", is_flag=True, help="Also stream samples over the emulated UART.")
 @click.option("--timeout", default=600.0, show_default=True, help="Wall-clock limit in seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print emulator.json.")
-def emulate(run_dir: str, stream: bool, timeout: float, as_json: bool) -> None:
+def emulate(run, stream: bool, timeout: float, as_json: bool) -> None:
     """Run the board's QEMU twin headless and write emulator.json."""
-    from .emulate import run_emulate
+    from .stages.emulate import record, run_emulate
 
-    paths = RunPaths(Path(run_dir))
-    result = run_emulate(paths, stream=False, timeout=timeout)
+    result = run_emulate(run, stream=False, timeout=timeout)
     if stream:
-        result["stream"] = run_emulate(paths, stream=True, timeout=timeout)["stream"]
-    atomic.write_json(paths.emulator_json, result)
+        result["stream"] = run_emulate(run, stream=True, timeout=timeout)["stream"]
+    result = record(run, result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -274,7 +333,20 @@ def emulate(run_dir: str, stream: bool, timeout: float, as_json: bool) -> None:
         click.echo(f"{k:>28}: {result[k]}")
     click.echo(f"{'features bit-exact vs TFLM':>28}: {result['features']['bit_exact']} "
                f"({result['features']['samples']} samples)")
-    click.echo(f"wrote {paths.emulator_json}")
+    click.echo(f"wrote {run.paths.emulator_json}")
+
+
+@cli.command()
+@shortcut_options(level=("export.level", int, "Level to export (-1: the entropy-selected one)"))
+@model_file_options
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def status(run, as_json: bool) -> None:
+    """Every stage of the run folder: fresh, stale (and which input changed) or missing."""
+    from .stages.status import stage_rows, status_table
+
+    rows = stage_rows(run)
+    click.echo(json.dumps(rows, indent=2) if as_json else status_table(rows, run.paths.root))
 
 
 def _level_table(rows: list[dict]) -> str:
@@ -304,6 +376,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to resume", err=True)
         sys.exit(130)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        click.echo(f"error: disk full{where}: free some space and rerun the same command", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -28,6 +28,7 @@ from .errors import UserError
 
 ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("builtin", "cifar10", "cifar100", "imagefolder:PATH")
+NO_TARGET = "none"       # data.target: no target data (a user's model, inference only)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class TransferConfig:
 class ExportConfig:
     calib_images: int = 300          # real target train images for int8 calibration
     check_images: int = 100          # real target test images for the checks
+    level: int = -1                  # level to export; -1: the entropy-selected one
+    tflite: str = ""                 # a user's own int8 .tflite instead of a pruned level
+    feature_tensor: str = ""         # its feature tensor ("": input of the last classifier)
 
 
 @dataclass(frozen=True)
@@ -186,11 +190,24 @@ def parse_override(text: str) -> dict[str, dict[str, Any]]:
     return {section: {key: value}}
 
 
+def config_from_dict(saved: Any, origin: str) -> Config:
+    """A config saved as JSON (a run folder's config.json), checked like a TOML file."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{origin} is damaged: expected a JSON object of config sections")
+    cfg = _apply(Config(), saved, origin)
+    validate(cfg)
+    return cfg
+
+
 def load_config(preset: str = "quick", toml_path: str | Path | None = None,
-                overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    if preset not in PRESETS:
+                overrides: tuple[str, ...] | list[str] = (), base: Config | None = None) -> Config:
+    """Preset (or `base`, e.g. a run folder's saved config), then TOML, then --set."""
+    if base is not None:
+        cfg = base
+    elif preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
-    cfg = _apply(Config(), PRESETS[preset], f"preset {preset}")
+    else:
+        cfg = _apply(Config(), PRESETS[preset], f"preset {preset}")
     if toml_path is not None:
         path = Path(toml_path)
         try:
@@ -213,6 +230,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.width must be positive, got {cfg.model.width}")
     for role in ("source", "target"):
         spec = getattr(cfg.data, role)
+        if role == "target" and spec == NO_TARGET:
+            continue
         if spec not in DATASETS[:3] and not spec.startswith("imagefolder:"):
             raise UserError(f"unknown dataset '{spec}' for data.{role} "
                             f"(choose from {', '.join(DATASETS)})")
@@ -234,6 +253,9 @@ def validate(cfg: Config) -> None:
         raise UserError("data.test_fraction must be in (0, 1)")
     if cfg.export.calib_images < 1 or cfg.export.check_images < 1:
         raise UserError("export.calib_images and export.check_images must be >= 1")
+    if cfg.export.level < -1:
+        raise UserError(f"export.level must be a level number or -1 (the selected one), "
+                        f"got {cfg.export.level}")
     f = cfg.firmware
     if min(f.train_per_class, f.test_per_class, f.epochs, f.batch_size) < 1:
         raise UserError("firmware.train_per_class, test_per_class, epochs and batch_size must be >= 1")

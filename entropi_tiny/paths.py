@@ -5,7 +5,10 @@ Usage:
     paths.level_checkpoint(3)   # export/default/levels/level_03/checkpoint.pt
 
 A stage reads the files of the stages before it and writes its own here;
-it skips itself when its outputs already exist.
+each stage's manifest (prune.json, entropy.json, transfer.json, report.json,
+model/export.json, firmware/generated/codegen.json, firmware/build.json,
+emulator.json) records the key of what it read and the sha256 of every file
+it wrote (see entropi_tiny/stages/contract.py).
 """
 from __future__ import annotations
 
@@ -22,7 +25,17 @@ class RunPaths:
     # -- whole run ---------------------------------------------------------
     @property
     def config(self) -> Path:
+        """The whole configuration of the run (every section), as last used."""
         return self.root / "config.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one process writing into the run folder; holds its pid."""
+        return self.root / ".lock"
+
+    def rel(self, path: Path) -> str:
+        """A run-folder file's name relative to the folder, as manifests store it."""
+        return Path(path).relative_to(self.root).as_posix()
 
     # -- prune -------------------------------------------------------------
     @property
@@ -38,6 +51,11 @@ class RunPaths:
     def level_partial(self, level: int) -> Path:
         """Model and optimizer after the last finished epoch of an unfinished level."""
         return self.level_dir(level) / "partial.pt"
+
+    @property
+    def levels_settings(self) -> Path:
+        """The prune settings the levels are made with, written before level 0."""
+        return self.levels_dir / "settings.json"
 
     @property
     def rewind_checkpoint(self) -> Path:
@@ -91,6 +109,15 @@ class RunPaths:
         return self.export_dir / "encoder_int8.tflite"
 
     @property
+    def user_tflite(self) -> Path:
+        """A user's own int8 model, copied in byte for byte (never overwritten)."""
+        return self.export_dir / "user_model.tflite"
+
+    @property
+    def export_report(self) -> Path:
+        return self.export_dir / "export_report.json"
+
+    @property
     def sparse_image(self) -> Path:
         return self.export_dir / "encoder_weights.etsw"
 
@@ -116,6 +143,11 @@ class RunPaths:
     def samples_npz(self) -> Path:
         """The embedded samples as the host sees them (int8 inputs, labels)."""
         return self.generated_dir / "samples.npz"
+
+    @property
+    def codegen_json(self) -> Path:
+        """The codegen stage's manifest: what the generated C was made from."""
+        return self.generated_dir / "codegen.json"
 
     @property
     def build_json(self) -> Path:

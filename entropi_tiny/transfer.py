@@ -44,16 +44,22 @@ def encode(encoder: Encoder, images: torch.Tensor, batch_size: int = 256) -> tor
     return torch.cat(out)
 
 
-def level_features(paths: RunPaths, level: int, target: Task, batch_size: int = 256) -> dict:
-    """Train/test features of one level's encoder on the target task, cached."""
+def level_features(paths: RunPaths, level: int, target: Task, batch_size: int = 256,
+                   key: str = "") -> dict:
+    """Train/test features of one level's encoder on the target task, cached.
+
+    `key` names what the features were made from (the transfer stage hashes the
+    level's checkpoint, the target images and the batch size); a cache with
+    another key is recomputed."""
     path = paths.features(level)
     if path.is_file():
         cached = atomic.load_torch(path, FEATURES_FORMAT)
-        if cached.get("target") == target.name and cached.get("n_train") == len(target.train):
+        if key and cached.get("key") == key:
             return cached
     model, _, _ = load_level(paths.level_checkpoint(level))
     encoder, _ = split_model(model)
-    feats = {"format": FEATURES_FORMAT, "target": target.name, "n_train": len(target.train),
+    feats = {"format": FEATURES_FORMAT, "key": key, "target": target.name,
+             "n_train": len(target.train),
              "train": encode(encoder, target.train.images, batch_size),
              "train_labels": target.train.labels,
              "test": encode(encoder, target.test.images, batch_size),

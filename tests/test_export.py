@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from entropi_tiny.errors import UserError
-from entropi_tiny.export.pipeline import ONNX_NAME, REPORT_NAME, TFLITE_NAME, export_encoder
+from entropi_tiny.export.convert import ONNX_NAME, REPORT_NAME, TFLITE_NAME, export_encoder
 from entropi_tiny.export.tflite_ops import ALLOWED_OPS, parse_tflite
 from entropi_tiny.export.tflm import quantize_images, run_litert_ref, run_tflm
 from entropi_tiny.models import build_model, split_model

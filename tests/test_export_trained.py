@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from entropi_tiny.export.pipeline import TFLITE_NAME, export_encoder
+from entropi_tiny.export.convert import TFLITE_NAME, export_encoder
 from entropi_tiny.export.onnx_export import torch_features
 from entropi_tiny.export.tflite_ops import op_name, parse_tflite, tensor_array
 from entropi_tiny.export.tflm import dequantize_output, quantize_images, run_litert_ref

@@ -10,7 +10,7 @@ import pytest
 from entropi_tiny import atomic
 from entropi_tiny.config import load_config
 from entropi_tiny.paths import RunPaths
-from entropi_tiny.pruning.oneshot import make_sizing_run
+from entropi_tiny.stages.sizing import make_sizing_run
 from helpers import TINY, run_cli
 
 SMALL_FW = ("--set", "firmware.train_per_class=6", "--set", "firmware.test_per_class=4",

@@ -159,7 +159,7 @@ def test_resnet18_full_width_arena_is_at_most_half_of_tflm(tmp_path, images):
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
 def test_project_exporter_encoder_bit_exact(tmp_path, objs, images, arch):
     """The project's own ONNX -> int8 TFLite exporter's output runs bit-exact too."""
-    from entropi_tiny.export.pipeline import TFLITE_NAME, export_encoder
+    from entropi_tiny.export.convert import TFLITE_NAME, export_encoder
     from entropi_tiny.models import split_model
 
     calib, real = images

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import atomic
 from ..errors import UserError
-from .emit import banner, c_float, inputs_digest, render
+from .emit import banner, c_float, inputs_digest, render, write_sources
 
 GENERATOR = "entropi_tiny.codegen.head"
 FORMAT = "entropi-tiny/head-config-v1"
@@ -209,10 +208,7 @@ def generate_head_sources(out_dir, spec: HeadSpec) -> dict:
         raise UserError(f"generate_head_sources needs a HeadSpec, got {type(spec).__name__}")
     out_dir = Path(out_dir)
     texts, digest = render_head_sources(spec)
-    files = {}
-    for name, text in texts.items():
-        atomic.write_text(out_dir / name, text)
-        files[name] = str(out_dir / name)
+    files = write_sources(out_dir, texts)
     return {"generator": GENERATOR, "inputs_sha256": digest, "files": files,
             "constants": {name: value for name, value, _ in _constants(spec)},
             "memory": head_memory(spec)}

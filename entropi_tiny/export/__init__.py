@@ -2,13 +2,14 @@
 and our sparse weight image.
 
 Usage:
-    from entropi_tiny.export.pipeline import export_encoder
+    from entropi_tiny.export.convert import export_encoder
     report = export_encoder(encoder, calib_images, check_images, out_dir)
 
 Modules, in pipeline order: fold (BatchNorm into conv), onnx_export (+ onnxruntime
 check), onnx_to_tf (NHWC TF graph), tflite (int8 conversion), tflite_ops (op
 inspection and the allowed-op check), tflm (TFLM / LiteRT runs, arena size),
-weights (pruned zeros stay zeros), pipeline (all of it, with the report); then
+weights (pruned zeros stay zeros), convert (all of it, with the report), cut
+(a user model cut at its feature tensor); then
 tflite_model + flatbuf (a bounds-checked .tflite reader), sparse_* (the sparse
 weight image, docs/sparse_image.md). This file imports nothing, so reading a
 sparse image never loads TensorFlow; modules that do import torch first.

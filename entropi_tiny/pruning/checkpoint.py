@@ -60,11 +60,36 @@ def save_partial(path: Path, model: nn.Module, opt: torch.optim.Optimizer, masks
                              "epoch": epoch, "losses": losses})
 
 
-def load_partial(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, int, list]:
+def load_partial(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                 params: dict | None = None, epochs: int | None = None) -> tuple[dict, int, list]:
+    """A resume file, with its epoch (0..epochs), masks (one per prunable
+    parameter, same shape) and losses checked before anything uses them."""
     obj = atomic.load_torch(path, PARTIAL_FORMAT)
+    _check_partial(path, obj, params, epochs)
     load_state(model, obj.get("state_dict"), path)
     try:
         opt.load_state_dict(obj["optimizer"])
     except (KeyError, ValueError, RuntimeError):
         raise UserError(f"checkpoint {path} has an unusable optimizer state") from None
     return obj["masks"], int(obj["epoch"]), list(obj.get("losses", []))
+
+
+def _check_partial(path: Path, obj: dict, params: dict | None, epochs: int | None) -> None:
+    def bad(what: str) -> UserError:
+        return UserError(f"resume file {path} is damaged ({what}); delete it to restart this level")
+    epoch, masks, losses = obj.get("epoch"), obj.get("masks"), obj.get("losses", [])
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise bad(f"epoch is {type(epoch).__name__}, not an integer")
+    if epoch < 0 or (epochs is not None and epoch > epochs):
+        raise bad(f"epoch {epoch} is outside 0..{epochs if epochs is not None else 'inf'}")
+    if not isinstance(losses, list) or len(losses) != epoch \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses):
+        raise bad("its losses do not match its epoch")
+    if not isinstance(masks, dict) or not all(isinstance(m, torch.Tensor) for m in masks.values()):
+        raise bad("no masks")
+    if params is not None:
+        if set(masks) != set(params):
+            raise bad("its masks name other parameters")
+        for name, p in params.items():
+            if tuple(masks[name].shape) != tuple(p.shape):
+                raise bad(f"mask {name} has shape {tuple(masks[name].shape)}, not {tuple(p.shape)}")

@@ -23,44 +23,27 @@ from tqdm import tqdm
 from .. import atomic, data, models
 from ..config import Config
 from ..dist import DistContext
-from ..errors import UserError
 from ..paths import RunPaths
 from . import checkpoint as ckpt
 from .masks import (alpha_schedule, apply_masks, density, full_masks,
                     global_magnitude_masks, prunable_parameters)
 from .train import evaluate, make_optimizer, steps_per_epoch, train_epoch
 
-RUN_SECTIONS = ("data", "model", "prune")
-
-
-def check_run_config(paths: RunPaths, cfg: Config, sections=RUN_SECTIONS) -> None:
-    """Refuse to mix configs in one run folder: finished work is never overwritten."""
-    if not paths.config.is_file():
-        return
-    saved = atomic.read_json(paths.config)
-    now = cfg.to_dict()
-    for section in sections:
-        for key, value in now[section].items():
-            old = saved.get(section, {}).get(key)
-            if old != value:
-                raise UserError(f"run folder {paths.root} was made with {section}.{key}={old!r}, "
-                                f"not {value!r}; use another --run-dir or the same settings")
-
-
-def run_imp(cfg: Config, paths: RunPaths, quiet: bool = False) -> list[dict]:
+def run_imp(cfg: Config, paths: RunPaths, quiet: bool = False,
+            task: data.Task | None = None) -> list[dict]:
+    """Train every missing level; the prune stage (stages/prune.py) checks the
+    folder's settings and writes prune.json, the manifest, afterwards."""
     ctx = DistContext.from_env()
     try:
-        return _run(cfg, paths, ctx, quiet or not ctx.is_main)
+        return _run(cfg, paths, ctx, quiet or not ctx.is_main, task)
     finally:
         ctx.close()
 
 
-def _run(cfg: Config, paths: RunPaths, ctx: DistContext, quiet: bool) -> list[dict]:
-    check_run_config(paths, cfg)
-    task = data.load_task(cfg.data.source, "source", cfg.data)
+def _run(cfg: Config, paths: RunPaths, ctx: DistContext, quiet: bool,
+         task: data.Task | None) -> list[dict]:
+    task = task or data.load_task(cfg.data.source, "source", cfg.data)
     if ctx.is_main:
-        if not paths.config.is_file():
-            atomic.write_json(paths.config, cfg.to_dict())
         atomic.remove_stale_temps(paths.root)
     ctx.barrier()
     torch.manual_seed(cfg.prune.seed)
@@ -81,12 +64,11 @@ def _run(cfg: Config, paths: RunPaths, ctx: DistContext, quiet: bool) -> list[di
         bar.update(1)
         bar.set_postfix(alpha=f"{meta['alpha_actual']:.4f}", test=f"{meta['test_acc']:.1f}%")
     bar.close()
-    if ctx.is_main:
-        atomic.write_json(paths.prune_summary, {"levels": [_row(m) for m in rows]})
     return rows
 
 
-def _row(meta: dict) -> dict:
+def summary_row(meta: dict) -> dict:
+    """The prune.json row of one level."""
     keys = ("level", "alpha_target", "alpha_actual", "alpha_encoder", "nonzero", "prunable",
             "train_acc", "test_acc", "train_loss")
     return {k: meta[k] for k in keys}
@@ -118,7 +100,8 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
     start, losses = 0, []
     partial = paths.level_partial(level)
     if partial.is_file():
-        saved_masks, start, losses = ckpt.load_partial(partial, model, opt)
+        saved_masks, start, losses = ckpt.load_partial(partial, model, opt, params,
+                                                       cfg.prune.epochs)
         masks = {n: m.to(ctx.device) for n, m in saved_masks.items()}
     if level == 0 and start == 0 and cfg.prune.rewind and cfg.prune.rewind_epoch == 0 \
             and ctx.is_main:

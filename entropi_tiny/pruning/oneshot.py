@@ -1,15 +1,14 @@
 """One-shot pruned runs for sizing: an untrained model pruned to a given alpha.
 
 Usage:
-    make_sizing_run(RunPaths(Path("runs/r18-0.0077")), cfg, alpha=0.0077)
-    # then: entropi-tiny build --run-dir runs/r18-0.0077
+    rows = make_sizing_levels(RunPaths(Path("runs/r18-0.0077")), cfg, alpha=0.0077)
 
 Does a model at this width and alpha fit the board, and how many
 instructions does it take? That depends on shapes and sparsity, not on
 training, so a full-width run need not be trained for hours to answer it.
-This writes the same files a pruning run would (level 0 dense, level 1
-pruned by global magnitude, eq. 7) plus an entropy table selecting level 1,
-so every later stage runs unchanged. BatchNorm statistics are re-estimated
+This writes the level checkpoints a pruning run would (level 0 dense, level 1
+pruned by global magnitude, eq. 7); stages/sizing.py commits them with an
+entropy table selecting level 1, so every later stage runs unchanged. BatchNorm statistics are re-estimated
 on real source images so the activations have realistic ranges for int8
 calibration. The checkpoints say `sizing_only` in their metadata.
 
@@ -25,14 +24,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import atomic, data, models
+from .. import data, models
 from ..config import Config
 from ..paths import RunPaths
 from .checkpoint import save_level
 from .masks import apply_masks, density, full_masks, global_magnitude_masks, prunable_parameters
-
-ENTROPY_FORMAT = "entropi-tiny/entropy-v1"
-
 
 @torch.no_grad()
 def _recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch: int = 100) -> None:
@@ -47,7 +43,9 @@ def _recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch: int = 1
     model.eval()
 
 
-def make_sizing_run(paths: RunPaths, cfg: Config, alpha: float, bn_images: int = 500) -> None:
+def make_sizing_levels(paths: RunPaths, cfg: Config, alpha: float,
+                       bn_images: int = 500) -> list[dict]:
+    """Levels 0 and 1 as checkpoints; returns their prune.json rows."""
     source = data.load_task(cfg.data.source, "source", cfg.data)
     torch.manual_seed(cfg.prune.seed)
     model = models.build_model(cfg.model.arch, source.num_classes, cfg.model.width)
@@ -66,13 +64,7 @@ def make_sizing_run(paths: RunPaths, cfg: Config, alpha: float, bn_images: int =
     rows = [{k: m[k] for k in ("level", "alpha_target", "alpha_actual", "alpha_encoder", "nonzero",
                                "prunable", "train_acc", "test_acc", "train_loss")}
             for m in (_meta(paths, 0), _meta(paths, 1))]
-    atomic.write_json(paths.config, cfg.to_dict())
-    atomic.write_json(paths.prune_summary, {"levels": rows, "sizing_only": True})
-    atomic.write_json(paths.entropy_json, {
-        "format": ENTROPY_FORMAT, "key": None, "criterion": cfg.select.criterion,
-        "levels_m": cfg.select.levels_m, "selected_level": 1,
-        "selected_alpha": rows[1]["alpha_actual"], "sizing_only": True,
-        "rows": [{"level": r["level"], "alpha": r["alpha_actual"]} for r in rows]})
+    return rows
 
 
 def _meta(paths: RunPaths, level: int) -> dict:

@@ -314,6 +314,20 @@ int main(void) {
     et_app_extract_set("train", et_samples_train_images, ET_SAMPLES_TRAIN, et_head_cache);
     et_app_extract_set("test", et_samples_test_images, ET_SAMPLES_TEST, et_app_test_features);
 
+    /* BEGIN inference only: fixed inputs, no target data (ET_SAMPLES_INFERENCE_ONLY in the
+     * generated et_samples.h); report the inference counts and stop before any training. */
+#if ET_SAMPLES_INFERENCE_ONLY
+    et_printf("ET_REPORT acc_before_bp=0 acc_after_bp=0 infer_count=%u infer_total=%llu "
+              "infer_min=%llu infer_max=%llu train_total=0 sgd_steps=0 samples_seen=0 "
+              "stack_high_water=%u stack_size=%u arena=%u head_state=0\n",
+              (unsigned)et_app_infer_count, (unsigned long long)et_app_infer_total,
+              (unsigned long long)et_app_infer_min, (unsigned long long)et_app_infer_max,
+              (unsigned)et_stack_high_water(), (unsigned)et_stack_size(),
+              (unsigned)ET_MODEL_ARENA_SIZE);
+    et_board_exit(0);
+#endif
+    /* END inference only */
+
     et_head_reset(&et_head_state);
     uint32_t before_bp = et_app_accuracy_bp();
     et_printf("ET_EPOCH 0 loss=- acc_bp=%u\n", (unsigned)before_bp);

@@ -1,7 +1,7 @@
 """The emulate stage: run the board's QEMU twin and measure on-device training.
 
 Usage:
-    result = run_emulate(RunPaths(Path("export/default")), stream=False)
+    result = run_emulate(Run(cfg, RunPaths(Path("export/default"))), stream=False)
     result["instructions_per_inference"], result["device_accuracy_after"]
 
 Runs the twin's firmware headless under QEMU with `-icount shift=0` (its
@@ -13,6 +13,11 @@ SGD run in float32 on the host (entropi_tiny.head_reference). With `stream`
 it runs the streaming image and feeds it samples over the serial port in
 frames (good ones and deliberately damaged ones, docs/uart_frames.md),
 then checks that every bad frame was refused and counted.
+
+It runs only an image that build.json vouches for (sha256) and only when
+the build is fresh for the run folder's config, and writes emulator.json
+with the sha256 of build.json and samples.npz as its inputs. It always
+runs: it is a measurement, and its counts are exact.
 """
 from __future__ import annotations
 
@@ -21,10 +26,11 @@ import zlib
 
 import numpy as np
 
-from . import atomic
-from .boards import get_board
-from .errors import UserError
-from .paths import RunPaths
+from .. import atomic
+from ..boards import get_board
+from ..errors import UserError
+from .build import build_state
+from .contract import Run, commit
 
 # Binary ACK frames share the console with the text lines, so a tag may
 # follow frame bytes on the same line: search, don't anchor.
@@ -65,8 +71,8 @@ def parse_output(text: str) -> dict:
 
 def host_reference(build: dict, samples: dict) -> dict:
     """The same SGD, in float32 on the host, on TFLM's features of the same samples."""
-    from .build import head_spec_from_dict
-    from .head_reference import HeadReference
+    from ..head_reference import HeadReference
+    from .codegen import head_spec_from_dict
 
     spec = head_spec_from_dict(build["head_spec"])
     ref = HeadReference(spec)
@@ -81,7 +87,7 @@ def host_reference(build: dict, samples: dict) -> dict:
 def _stream_messages(samples: dict, count: int) -> tuple[list[bytes], dict]:
     """Good SAMPLE frames interleaved with damaged ones (a flipped byte, line
     noise, a frame cut short, a length larger than any buffer), then END."""
-    from .toolchain import frames
+    from ..toolchain import frames
 
     rng = np.random.default_rng(0)
     expected = {"good": 0, "bad_crc": 0, "truncated": 0, "bad_length": 0, "garbage": 0}
@@ -116,24 +122,40 @@ def _stream_messages(samples: dict, count: int) -> tuple[list[bytes], dict]:
     return msgs, expected
 
 
-def run_emulate(paths: RunPaths, stream: bool = False, stream_samples: int = 8,
-                timeout: float = 600.0) -> dict:
-    from .toolchain.qemu import run_qemu
-
+def fresh_build(run: Run) -> dict:
+    """build.json, only when the build is fresh and its files are the ones it made."""
+    paths = run.paths
     if not paths.build_json.is_file():
         raise UserError(f"{paths.build_json} is missing; run `entropi-tiny build` first")
-    build = atomic.read_json(paths.build_json)
+    state = build_state(run)
+    if state.status != "fresh":
+        raise UserError(f"the build in {paths.root} is {state.status} ({state.reason}); "
+                        "run `entropi-tiny build` first")
+    return state.manifest
+
+
+def run_emulate(run: Run, stream: bool = False, stream_samples: int = 8,
+                timeout: float = 600.0) -> dict:
+    from ..toolchain.qemu import run_qemu
+
+    paths = run.paths
+    build = fresh_build(run)
     twin = build.get("twin")
     if not twin:
         raise UserError(f"board {build['board']} has no emulated twin")
     machine = get_board(twin).qemu_machine
     key = f"{twin}/stream" if stream else twin
+    if key not in build["boards"]:
+        raise UserError(f"{paths.build_json} is damaged: it has no image {key}; rerun "
+                        "`entropi-tiny build`")
+    if stream and build.get("inference_only"):
+        raise UserError("an inference-only firmware (no target data) has no head to stream "
+                        "samples to; build with --target to use --stream")
     elf = paths.board_dir(twin) / ("stream" if stream else "") / "firmware.elf"
-    with np.load(paths.samples_npz) as z:
-        samples = {k: z[k] for k in z.files}
+    samples = load_samples(paths.samples_npz)
     feeder = None
     if stream:
-        from .toolchain.frames import StopAndWait
+        from ..toolchain.frames import StopAndWait
 
         msgs, expected = _stream_messages(samples, stream_samples)
         feeder = StopAndWait(msgs)
@@ -144,6 +166,24 @@ def run_emulate(paths: RunPaths, stream: bool = False, stream_samples: int = 8,
         last = parsed["error"] or (text.strip().splitlines() or ["no output"])[-1][:160]
         raise UserError(f"the twin firmware failed (exit {result.exit_code}): {last}")
     return _summarize(build, key, parsed, samples, result, stream and expected)
+
+
+def load_samples(path) -> dict:
+    """samples.npz as codegen wrote it (the manifest vouched for its bytes)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is damaged ({type(e).__name__}); rerun `entropi-tiny build`") \
+            from None
+
+
+def record(run: Run, result: dict) -> dict:
+    """emulator.json, keyed on the build and the samples it checked against."""
+    p = run.paths
+    inputs = {f"file:{p.rel(f)}": atomic.sha256_file(f) for f in (p.build_json, p.samples_npz)}
+    run.begin_writes()
+    return commit(run, "emulate", p.emulator_json, inputs, [], result)
 
 
 def _feature_check(parsed: dict, samples: dict) -> dict:
@@ -159,7 +199,10 @@ def _feature_check(parsed: dict, samples: dict) -> dict:
 
 def _summarize(build, key, parsed, samples, result, expected) -> dict:
     rep, sizes = parsed["report"], build["boards"][key]
-    host = host_reference(build, samples)
+    inference_only = bool(build.get("inference_only"))
+    none = {"accuracy_before": None, "accuracy_after": None, "losses": []}
+    host = none if inference_only else host_reference(build, samples)
+    device = (lambda bp: None) if inference_only else (lambda bp: bp / 100.0)
     static_ram = sizes["ram_static"]
     total_sram = static_ram + sizes["stack_bytes"]
     budgets = {"flash": sizes["flash_used"] <= sizes["flash_budget"],
@@ -174,10 +217,12 @@ def _summarize(build, key, parsed, samples, result, expected) -> dict:
            "instructions_per_inference": rep["infer_total"] / rep["infer_count"],
            "instructions_per_inference_min": rep["infer_min"],
            "instructions_per_inference_max": rep["infer_max"],
-           "instructions_per_sgd_step": rep["train_total"] / rep["sgd_steps"],
+           "instructions_per_sgd_step": rep["train_total"] / rep["sgd_steps"]
+           if rep["sgd_steps"] else None,
+           "inference_only": inference_only,
            "instruction_counter": "SysTick under qemu -icount shift=0 (exact, multiples of 40)",
-           "device_accuracy_before": rep["acc_before_bp"] / 100.0,
-           "device_accuracy_after": rep["acc_after_bp"] / 100.0,
+           "device_accuracy_before": device(rep["acc_before_bp"]),
+           "device_accuracy_after": device(rep["acc_after_bp"]),
            "host_accuracy_before": host["accuracy_before"],
            "host_accuracy": host["accuracy_after"],
            "device_epochs": parsed["epochs"], "host_losses": host["losses"],
