@@ -16,7 +16,7 @@ import pytest
 from device_fakes import FakeBoard, fake_tools, logged_calls
 
 from entropi_tiny import atomic
-from entropi_tiny.build import head_spec_from_dict
+from entropi_tiny.stages.codegen import head_spec_from_dict
 from entropi_tiny.device import protocol as P
 from entropi_tiny.device.link import DeviceRefused, Link
 from entropi_tiny.head_reference import HeadReference
