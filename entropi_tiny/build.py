@@ -112,7 +112,7 @@ def generate_sources(cfg: Config, paths: RunPaths) -> dict:
     gen = paths.generated_dir
     sha = hashlib.sha256(paths.tflite.read_bytes()).hexdigest()
     samples = prepare_samples(cfg, paths)
-    model = generate_model_sources(paths.tflite, gen, name="et_model")
+    model = generate_model_sources(paths.tflite, paths.sparse_image, gen, name="et_model")
     spec = head_spec(cfg, samples)
     head = generate_head_sources(gen, spec)
     embedded = generate_sample_sources(gen, samples["train_q"], samples["train_y"],

@@ -1,8 +1,15 @@
 """C sources for one model: the weight image, the op schedule, the arena plan.
 
 Usage:
-    report = generate_model_sources(Path("encoder_int8.tflite"), Path("build/gen"))
+    report = generate_model_sources(Path("encoder_int8.tflite"), Path("encoder_weights.etsw"),
+                                    Path("build/gen"))
     # writes build/gen/et_model.h and build/gen/et_model.c; report["arena_size"], report["files"]
+
+The device weights come from the `.etsw` sparse weight image that `export`
+wrote (one source of truth), checked against the `.tflite` it came from:
+every weight tensor of the model must be in the image with the same int8
+values, folded biases, multipliers, shifts, dead-channel constants and
+activation quantization (check_image), and the image may hold nothing else.
 
 Jinja2 templates (templates/et_model.*.j2) give the files their structure;
 the small emitters here turn numbers, byte strings and nested parameter dicts into C
@@ -23,7 +30,8 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import UserError
 from ..export.sparse_format import ENTRY_SIZE, HEADER_SIZE, VERSION, unpack_entry, unpack_header
-from ..export.sparse_image import ALL_ENCODINGS, encode_tensors, specs_from_tflite
+from ..export import sparse_codecs
+from ..export.sparse_image import ALL_ENCODINGS, channel_params, encode_tensors, specs_from_tflite
 from ..export.sparse_reader import read_image
 from ..export.tflite_model import read_tflite
 from .fuse import fuse
@@ -107,14 +115,58 @@ def _entries(image: bytes) -> dict[int, int]:
     return {unpack_entry(image, HEADER_SIZE + ENTRY_SIZE * i)["tensor_index"]: i for i in range(count)}
 
 
-def generate_model_sources(tflite_path: Path, out_dir: Path, name: str = "et_model", image: bytes | None = None,
-                           allowed=ALL_ENCODINGS, fuse_ops: bool = True, inplace: bool = True) -> dict:
+def check_image(image: bytes, model, label: str) -> None:
+    """UserError unless the image holds exactly the weights the .tflite `model` implies."""
+    tensors = read_image(image)                # validates the image itself first
+    specs = specs_from_tflite(model)
+    extra = sorted(set(tensors) - {s.tensor_index for s in specs})
+    if extra:
+        raise UserError(f"{label} holds tensors {extra[:5]} that are not weights of this .tflite")
+    for spec in specs:
+        where = f"{label}: tensor {spec.tensor_index} '{spec.name}'"
+        t = tensors.get(spec.tensor_index)
+        if t is None:
+            raise UserError(f"{where} is missing: the image was not made from this .tflite")
+        w = np.asarray(spec.weights)
+        if t.weights.shape != w.shape or not np.array_equal(t.weights, w):
+            raise UserError(f"{where}: its weights differ from the .tflite's (made from another model?)")
+        p = channel_params(spec, sparse_codecs.channel_major(w, spec.channel_axis), where)
+        rq = spec.requant
+        same = (t.bias.astype("<i4").tobytes() == p["bias_off"]
+                and t.multipliers.astype("<i4").tobytes() == p["multiplier_off"]
+                and t.shifts.astype("i1").tobytes() == p["shift_off"]
+                and t.constants.astype("i1").tobytes() == p["const_off"]
+                and tuple(t.requant[2:]) == (rq.input_zero_point, rq.output_zero_point, rq.act_min, rq.act_max))
+        if not same:
+            raise UserError(f"{where}: its biases or quantization differ from the .tflite's")
+
+
+def _load_image(image, model, label: str, allowed) -> bytes:
+    """The image bytes: read from a path, taken as given, or (None) encoded from the model here."""
+    if image is None:
+        return encode_tensors(specs_from_tflite(model), allowed)[0]   # may hold no tensor at all
+    if isinstance(image, (str, Path)):
+        try:
+            image = Path(image).read_bytes()
+        except OSError as e:
+            raise UserError(f"cannot read the weight image {image}: {e.strerror}") from None
+    check_image(bytes(image), model, label)
+    return bytes(image)
+
+
+def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | None = None,
+                           name: str = "et_model", allowed=ALL_ENCODINGS, fuse_ops: bool = True,
+                           inplace: bool = True) -> dict:
     """Write {name}.h and {name}.c for the model into out_dir; return a report dict.
 
-    image: a sparse weight image made from this .tflite (default: encode it
-    here, choosing among `allowed` encodings). fuse_ops/inplace switch the
-    memory optimisations off, for comparisons.
+    image_path: the `.etsw` made from this .tflite by `export` (a path, or its
+    bytes); it must match the .tflite (check_image). None encodes the image
+    here, choosing among `allowed` encodings (tests, the codegen of a bare
+    .tflite). fuse_ops/inplace switch the memory optimisations off, for
+    comparisons.
     """
+    if out_dir is None:
+        raise UserError("generate_model_sources needs an output folder")
     if not _NAME.match(name):
         raise UserError(f"model name {name!r} must match {_NAME.pattern} (C identifier with the et_ prefix)")
     tflite_path = Path(tflite_path)
@@ -123,10 +175,8 @@ def generate_model_sources(tflite_path: Path, out_dir: Path, name: str = "et_mod
     except OSError as e:
         raise UserError(f"cannot read {tflite_path}: {e.strerror}") from None
     model = read_tflite(data, str(tflite_path))
-    if image is None:
-        image = encode_tensors(specs_from_tflite(model), allowed)[0]   # may hold no tensor at all
-    elif any(t.tensor_index >= len(model.tensors) for t in read_image(image).values()):
-        raise UserError("the sparse image names tensors this .tflite does not have")
+    image = _load_image(image_path, model, str(image_path) if isinstance(image_path, (str, Path)) else
+                        "the weight image", allowed)
     graph = build_graph(model, _entries(image))
     if not graph.nodes:
         raise UserError(f"{tflite_path} has no ops")
