@@ -274,6 +274,9 @@ def emulate(run_dir: str, stream: bool, timeout: float, as_json: bool) -> None:
         click.echo(f"{k:>28}: {result[k]}")
     click.echo(f"{'features bit-exact vs TFLM':>28}: {result['features']['bit_exact']} "
                f"({result['features']['samples']} samples)")
+    if result.get("ops"):                       # per-op profile (s10-kernels)
+        from .toolchain.op_profile import format_heaviest
+        click.echo("heaviest ops:\n" + format_heaviest(result["ops"]))
     click.echo(f"wrote {paths.emulator_json}")
 
 

@@ -118,6 +118,7 @@ def _stream_messages(samples: dict, count: int) -> tuple[list[bytes], dict]:
 
 def run_emulate(paths: RunPaths, stream: bool = False, stream_samples: int = 8,
                 timeout: float = 600.0) -> dict:
+    from .toolchain.op_profile import parse_op_profile
     from .toolchain.qemu import run_qemu
 
     if not paths.build_json.is_file():
@@ -143,7 +144,9 @@ def run_emulate(paths: RunPaths, stream: bool = False, stream_samples: int = 8,
     if parsed["error"] or parsed["report"] is None or result.exit_code != 0:
         last = parsed["error"] or (text.strip().splitlines() or ["no output"])[-1][:160]
         raise UserError(f"the twin firmware failed (exit {result.exit_code}): {last}")
-    return _summarize(build, key, parsed, samples, result, stream and expected)
+    out = _summarize(build, key, parsed, samples, result, stream and expected)
+    out["ops"] = parse_op_profile(text, paths.generated_dir)   # per-op profile (s10-kernels)
+    return out
 
 
 def _feature_check(parsed: dict, samples: dict) -> dict:

@@ -23,7 +23,8 @@ from entropi_tiny.codegen.model import generate_model_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-RUNTIME_SOURCES = ("et_crc32.c", "et_sparse_image.c", "et_kernels_conv.c", "et_kernels_eltwise.c", "et_runtime.c")
+RUNTIME_SOURCES = ("et_crc32.c", "et_sparse_image.c", "et_kernels_conv.c", "et_kernels_fast.c", "et_kernels_eltwise.c",
+                   "et_runtime.c")
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
