@@ -40,6 +40,39 @@ static inline int32_t et_mbqm(int32_t x, int32_t multiplier, int shift) {
     return et_rdbpot(et_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+/* One MultiplyByQuantizedMultiplier(x, m, shift) with its constants prepared
+ * once per channel (or per op), in one 64-bit multiply-add and a shift.
+ * TFLM rounds twice: SaturatingRoundingDoublingHighMul, which for m >= 0
+ * (never saturating) is floor((x*m + 2^30) / 2^31), then RoundingDivideByPOT
+ * by e = -shift, floor((y + 2^(e-1) - [y < 0]) / 2^e). For e >= 1 both floors
+ * compose into one, floor((x*m + 2^30 + 2^(30+e) - [x < 0] * 2^31) / 2^(31+e))
+ * (y < 0 iff x < 0, except x = -1 with m = 2^30, where both forms give 0), and
+ * a shift by 31 + e >= 32 is the high word shifted by e - 1. docs/kernels.md
+ * has the derivation; the per-op goldens check it bit for bit. */
+typedef struct {
+    int32_t m, sh, mode, shift;                /* mode 0: e >= 1; 1: e = 0; 2: reference */
+    int64_t round_pos, round_neg;
+} et_fq_t;
+
+static inline void et_fq_init(et_fq_t *f, int32_t m, int32_t shift) {
+    f->m = m;
+    f->shift = shift;
+    f->mode = (shift > 0 || m < 0) ? 2 : shift == 0 ? 1 : 0;
+    const int32_t e = shift < 0 ? -shift : 0;
+    f->sh = e > 0 ? e - 1 : 0;
+    f->round_pos = ((int64_t)1 << 30) + (e > 0 ? (int64_t)1 << (30 + e) : 0);
+    f->round_neg = f->round_pos - (e > 0 ? (int64_t)1 << 31 : 0);
+}
+
+static inline int32_t et_fq_apply(const et_fq_t *f, int32_t x) {
+    if (f->mode == 0) {
+        const int64_t p = (int64_t)x * f->m + (x < 0 ? f->round_neg : f->round_pos);
+        return (int32_t)(p >> 32) >> f->sh;
+    }
+    if (f->mode == 1) return (int32_t)(((int64_t)x * f->m + f->round_pos) >> 31);
+    return et_mbqm(x, f->m, f->shift);
+}
+
 static inline int32_t et_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : x > hi ? hi : x;
 }

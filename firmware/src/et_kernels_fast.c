@@ -150,40 +150,42 @@ __attribute__((noinline)) static void tile_dense(et_tile_t *t, const int8_t *bas
     ET_TILE_OUT;
 }
 
-/* Per-channel output stage: requantization constants and where to store. */
+/* Per-channel output stage: requantization, clamp, and the fused ADD (TFLM's int8 ADD,
+ * et_add_one's arithmetic with every multiplier prepared once per op). */
 typedef struct {
-    int32_t mult, shift, e;                    /* e = -shift when shift < 0 (the fast path) */
-    int64_t round_pos, round_neg;              /* added before >> (31 + e), see et_requant */
+    et_fq_t fq;
     int32_t zp, lo, hi;
+    et_fq_t a1, a2, ao;                        /* fused ADD: input 1 (this conv), input 2, output */
+    int32_t off1, off2, left, azp, alo, ahi;
 } et_rq_t;
 
+static void rq_init_add(et_rq_t *q, const et_add_params_t *p) {
+    et_fq_init(&q->a1, p->in1_multiplier, p->in1_shift);
+    et_fq_init(&q->a2, p->in2_multiplier, p->in2_shift);
+    et_fq_init(&q->ao, p->out_multiplier, p->out_shift);
+    q->off1 = p->in1_offset;
+    q->off2 = p->in2_offset;
+    q->left = p->left_shift;
+    q->azp = p->out_zero_point;
+    q->alo = p->act_min;
+    q->ahi = p->act_max;
+}
+
 static void rq_init(et_rq_t *q, const et_tensor_t *w, uint32_t row) {
-    q->mult = et_read_i32(w->multiplier + 4u * row);
-    q->shift = w->shift[row];
-    q->e = q->shift < 0 ? -q->shift : 0;
-    /* TFLM's MultiplyByQuantizedMultiplier with a right shift e >= 1 rounds
-     * twice: SaturatingRoundingDoublingHighMul, floor((acc*m + 2^30) / 2^31)
-     * (m > 0 cannot saturate), then RoundingDivideByPOT, floor((y + 2^(e-1)
-     * - [y < 0]) / 2^e). Both floors compose into one:
-     * floor((acc*m + 2^30 + 2^(30+e) - [acc < 0] * 2^31) / 2^(31+e)), exact
-     * for every int32 acc (y < 0 iff acc < 0 but for acc = -1, m = 2^30, where
-     * both forms give 0). */
-    q->round_pos = ((int64_t)1 << 30) + ((int64_t)1 << (30 + q->e));
-    q->round_neg = q->round_pos - ((int64_t)1 << 31);
+    et_fq_init(&q->fq, et_read_i32(w->multiplier + 4u * row), w->shift[row]);
     q->zp = w->output_zero_point;
     q->lo = w->act_min;
     q->hi = w->act_max;
 }
 
 static inline int32_t et_requant(const et_rq_t *q, int32_t acc) {
-    int32_t y;
-    if (q->e > 0) {
-        const int64_t p = (int64_t)acc * q->mult + (acc < 0 ? q->round_neg : q->round_pos);
-        y = (int32_t)(p >> (31 + q->e));
-    } else {
-        y = et_mbqm(acc, q->mult, q->shift);   /* shift >= 0: rare, the reference path */
-    }
-    return et_clamp(y + q->zp, q->lo, q->hi);
+    return et_clamp(et_fq_apply(&q->fq, acc) + q->zp, q->lo, q->hi);
+}
+
+static inline int8_t et_add_fast(const et_rq_t *q, int32_t a, int32_t b) {
+    const int32_t sa = et_fq_apply(&q->a1, (a + q->off1) * (1 << q->left));
+    const int32_t sb = et_fq_apply(&q->a2, (b + q->off2) * (1 << q->left));
+    return (int8_t)et_clamp(et_fq_apply(&q->ao, sa + sb) + q->azp, q->alo, q->ahi);
 }
 
 /* Strides of an operand in its layout, and the address of element (c, 0, 0). */
@@ -221,11 +223,11 @@ static void fill_border(const et_tref_t *t, int8_t *data, int8_t zp) {
 }
 
 /* Store lanes [0, n) of one quad starting at output pixel (y, x); d = 1 along the row. */
-static void store_quad(const et_op_t *op, const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *y,
+static void store_quad(const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *y,
                        int32_t ys, const int8_t *r, int32_t rs) {
     for (int32_t i = 0; i < n; i++) {
         int8_t v = (int8_t)et_requant(q, acc[i]);
-        y[i * ys] = r ? et_add_one(&op->p.conv.add, v, r[i * rs]) : v;
+        y[i * ys] = r ? et_add_fast(q, v, r[i * rs]) : v;
     }
 }
 
@@ -251,6 +253,8 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
     const int32_t k = (int32_t)w->channel_len;
     et_dense_geom_t g = {cp->kernel_h, cp->kernel_w, depthwise ? 1 : ti->dims.c, plane, wp};
     uint32_t row = 0, dead = 0;
+    et_rq_t q;
+    if (residual) rq_init_add(&q, &cp->add);
     for (int32_t o = 0; o < channels; o++) {
         int8_t *yc = vo.base + o * vo.c;
         const int8_t *rc = residual ? vr.base + o * vr.c : 0;
@@ -259,10 +263,9 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
             for (int32_t y = 0; y < oh; y++)
                 for (int32_t x = 0; x < ow; x++)
                     yc[y * vo.row + x * vo.col] =
-                        rc ? et_add_one(&cp->add, v, rc[y * vr.row + x * vr.col]) : v;
+                        rc ? et_add_fast(&q, v, rc[y * vr.row + x * vr.col]) : v;
             continue;
         }
-        et_rq_t q;
         rq_init(&q, w, row);
         const int32_t bias = et_read_i32(w->bias + 4u * row);
         const int8_t *chan = in + (depthwise ? o * plane : 0);
@@ -286,13 +289,13 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
                 const int32_t n0 = ow - x < 4 ? ow - x : 4;
                 int8_t *yo = yc + y * vo.row + x * vo.col;
                 const int8_t *ro = rc ? rc + y * vr.row + x * vr.col : 0;
-                store_quad(op, &q, t.a, n0, yo, vo.col, ro, vr.col);
+                store_quad(&q, t.a, n0, yo, vo.col, ro, vr.col);
                 if (pair_rows) {
                     if (rows_here == 2)
-                        store_quad(op, &q, t.a + 4, n0, yo + vo.row, vo.col, ro ? ro + vr.row : 0, vr.col);
+                        store_quad(&q, t.a + 4, n0, yo + vo.row, vo.col, ro ? ro + vr.row : 0, vr.col);
                 } else if (qx + 1 < quads) {
                     const int32_t n1 = ow - x - 4 < 4 ? ow - x - 4 : 4;
-                    store_quad(op, &q, t.a + 4, n1, yo + 4 * vo.col, vo.col, ro ? ro + 4 * vr.col : 0, vr.col);
+                    store_quad(&q, t.a + 4, n1, yo + 4 * vo.col, vo.col, ro ? ro + 4 * vr.col : 0, vr.col);
                 }
             }
         }
