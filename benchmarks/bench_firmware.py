@@ -99,7 +99,8 @@ def measure(arch: str, width: float, alpha: float, tmp: Path) -> dict:
                instructions_per_inference=e["instructions_per_inference"],
                instructions_per_sgd_step=e["instructions_per_sgd_step"],
                instructions_per_nonzero_mac=e["instructions_per_inference"] / row["nonzero_macs"],
-               features_bit_exact=e["features"]["bit_exact"])
+               features_bit_exact=e["features"]["bit_exact"],
+               heaviest_ops=sorted(e.get("ops", []), key=lambda o: -o["instructions"])[:8])
     return row
 
 

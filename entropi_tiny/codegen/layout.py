@@ -35,7 +35,8 @@ CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 NHWC, PLANAR = 0, 1
 SLACK = 16                     # ET_PLANAR_SLACK: bytes the word loads may read past the last plane
 TAP_SPARSE, TAP_DENSE, ZERO_DENSE = 27.0, 24.0, 6.0
-MAX_OFFSET = (1 << 24) - 1
+MAX_OFFSET = (1 << 24) - 2           # 0xFFFFFF with weight -1 would be the row sentinel
+TAP_END = 0xFFFFFFFF
 
 
 def planar_bytes(dims, pad: int) -> int:
@@ -138,7 +139,7 @@ def choose_kernels(graph: Graph, layouts, find, tensors: dict) -> None:
 
 def tap_table(node: Node, layouts, find, tensor) -> tuple[np.ndarray, np.ndarray]:
     """(tap words, row index) of a sparse conv: word = offset << 8 | (weight & 0xff), in the
-    image's position order within each live row."""
+    image's position order within each live row, each row ended by TAP_END."""
     _, pad = layouts[find(node.in0)]
     _, ih, iw, ic = node.dims["in0"]
     wp, plane = iw + 2 * pad, (ih + 2 * pad) * (iw + 2 * pad)
@@ -156,7 +157,7 @@ def tap_table(node: Node, layouts, find, tensor) -> tuple[np.ndarray, np.ndarray
             (kh - p["pad_top"] + pad).astype(np.int64) * wp + (kw - p["pad_left"] + pad)
         if off.size and (off.min() < 0 or off.max() > MAX_OFFSET):
             raise UserError(f"op {node.ops[-1]}: a tap offset does not fit 24 bits")
-        words.append((off << 8) | (vals & 0xFF))
-        index.append(index[-1] + len(off))
+        words.append(np.append((off << 8) | (vals & 0xFF), TAP_END))
+        index.append(index[-1] + len(off) + 1)
     flat = np.concatenate(words).astype(np.uint32) if words else np.zeros(0, np.uint32)
     return flat, np.array(index, np.uint32)

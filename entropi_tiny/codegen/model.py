@@ -277,6 +277,7 @@ def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | N
         "tflite": str(tflite_path), "sha256": sha, "files": [str(out_dir / f) for f in files],
         "arena_size": plan.arena_size, "image_size": len(image), "consts_size": len(consts),
         "op_count": len(ops), "tap_bytes": sum(4 * (t["count"] + t["rows"] + 1) for t in tables),
+        "tap_nonzeros": sum(t["count"] - t["rows"] for t in tables),
         "nodes": [n.kind for n in graph.nodes], "notes": notes, "ops": op_table,
         "input_zero_point": qi[1], "output_zero_point": qo[1], "input_scale": qi[0], "output_scale": qo[0],
     }

@@ -70,7 +70,9 @@ typedef struct { uint32_t offset; et_dims_t dims; uint8_t layout, pad; } et_tref
  * image): for live row r, words taps[index[r] .. index[r+1]) are
  * (offset << 8) | (uint8_t)weight, offset being the byte distance from an
  * output pixel's window origin (channel 0, padded coordinates) to the tap's
- * input byte. index has rows + 1 entries. */
+ * input byte; each row ends with one ET_TAP_END word (so index[r + 1] -
+ * index[r] = the row's non-zeros + 1). index has rows + 1 entries. */
+#define ET_TAP_END 0xFFFFFFFFu
 typedef struct {
     const uint32_t *index;
     const uint32_t *taps;

@@ -99,27 +99,37 @@ typedef struct { int32_t a[8]; } et_tile_t;
         t->a[4] = a4; t->a[5] = a5; t->a[6] = a6; t->a[7] = a7;                          \
     } while (0)
 
-/* Sparse: the channel's tap words [tp, te). */
-__attribute__((noinline)) static void tile_sparse(et_tile_t *t, const int8_t *base, int32_t q1, int32_t stride, int32_t bias,
-                        const uint32_t *tp, const uint32_t *te) {
+/* Sparse: the channel's tap words from tp up to its ET_TAP_END sentinel (the
+ * sentinel instead of an end pointer leaves the registers to the 8 accumulators). */
+__attribute__((noinline)) static void tile_sparse(et_tile_t *t, const int8_t *base, int32_t q1, int32_t stride,
+                                                  int32_t bias, const uint32_t *tp) {
     ET_TILE_IN;
-    if (stride == 1) {
-        for (; tp < te; tp++) {
-            const uint32_t word = *tp;
+    if (stride == 1 && q1 == 4) {              /* quads side by side: q1 is an immediate */
+        for (uint32_t word; (word = *tp++) != ET_TAP_END;) {
+            const int32_t w = (int8_t)(word & 0xffu);
+            const int8_t *p = base + (word >> 8);
+            ET_TAP_S1(p, 4, w);
+        }
+    } else if (stride == 1) {
+        for (uint32_t word; (word = *tp++) != ET_TAP_END;) {
             const int32_t w = (int8_t)(word & 0xffu);
             const int8_t *p = base + (word >> 8);
             ET_TAP_S1(p, q1, w);
         }
+    } else if (stride == 2 && q1 == 8) {
+        for (uint32_t word; (word = *tp++) != ET_TAP_END;) {
+            const int32_t w = (int8_t)(word & 0xffu);
+            const int8_t *p = base + (word >> 8);
+            ET_TAP_S2(p, 8, w);
+        }
     } else if (stride == 2) {
-        for (; tp < te; tp++) {
-            const uint32_t word = *tp;
+        for (uint32_t word; (word = *tp++) != ET_TAP_END;) {
             const int32_t w = (int8_t)(word & 0xffu);
             const int8_t *p = base + (word >> 8);
             ET_TAP_S2(p, q1, w);
         }
     } else {
-        for (; tp < te; tp++) {
-            const uint32_t word = *tp;
+        for (uint32_t word; (word = *tp++) != ET_TAP_END;) {
             const int32_t w = (int8_t)(word & 0xffu);
             const int8_t *p = base + (word >> 8);
             ET_TAP_SN(p, q1, w, stride);
@@ -269,11 +279,10 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
         rq_init(&q, w, row);
         const int32_t bias = et_read_i32(w->bias + 4u * row);
         const int8_t *chan = in + (depthwise ? o * plane : 0);
-        const uint32_t *tp = 0, *te = 0;
+        const uint32_t *tp = 0;
         const int8_t *wv = 0;
         if (op->taps) {
             tp = op->taps->taps + op->taps->index[row];
-            te = op->taps->taps + op->taps->index[row + 1];
         } else {
             wv = w->values + (uint32_t)row * (uint32_t)k;
             chan += origin;
@@ -284,7 +293,7 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
                 const int32_t x = qx * 4;
                 const int8_t *base = chan + y * sh * wp + x * sw;
                 et_tile_t t;
-                if (tp) tile_sparse(&t, base, q1, sw, bias, tp, te);
+                if (tp) tile_sparse(&t, base, q1, sw, bias, tp);
                 else tile_dense(&t, base, q1, sw, bias, wv, &g);
                 const int32_t n0 = ow - x < 4 ? ow - x : 4;
                 int8_t *yo = yc + y * vo.row + x * vo.col;

@@ -94,12 +94,16 @@ static et_status_t check_planar_conv(const et_op_t *op, const et_tensor_t *w) {
     if (!t->index || (t->count && !t->taps) || t->rows != w->live_channels || t->index[0] != 0 ||
         t->index[t->rows] != t->count)
         return ET_ERR_MODEL;
-    for (uint32_t r = 0; r < t->rows; r++)
-        if (t->index[r] > t->index[r + 1]) return ET_ERR_MODEL;
+    /* Every row ends with its sentinel and holds none before it. */
+    for (uint32_t r = 0; r < t->rows; r++) {
+        if (t->index[r] >= t->index[r + 1] || t->taps[t->index[r + 1] - 1] != ET_TAP_END) return ET_ERR_MODEL;
+        for (uint32_t k = t->index[r]; k + 1 < t->index[r + 1]; k++)
+            if (t->taps[k] == ET_TAP_END) return ET_ERR_MODEL;
+    }
     /* Depthwise taps are relative to their channel's plane: the last plane bounds them. */
     const uint64_t limit = bytes - (op->kind == ET_OP_DEPTHWISE_CONV_2D ? (uint64_t)(i->c - 1) * plane : 0u);
     for (uint32_t k = 0; k < t->count; k++)
-        if ((uint64_t)(t->taps[k] >> 8) + reach >= limit) return ET_ERR_MODEL;
+        if (t->taps[k] != ET_TAP_END && (uint64_t)(t->taps[k] >> 8) + reach >= limit) return ET_ERR_MODEL;
     return ET_OK;
 }
 
