@@ -35,6 +35,7 @@ from ..export import sparse_codecs
 from ..export.sparse_image import ALL_ENCODINGS, channel_params, encode_tensors, specs_from_tflite
 from ..export.sparse_reader import read_image
 from ..export.tflite_model import read_tflite
+from ..export.tflm_math import mbqm
 from .fuse import fuse
 from .graph import Graph, build_graph, dims4
 from .layout import NHWC, PLANAR, choose_kernels, insert_to_planar, tap_table
@@ -83,7 +84,8 @@ def _dims(d) -> dict:
 
 # -- the schedule -----------------------------------------------------------------
 
-def _op_struct(i: int, node, graph: Graph, plan: Plan, consts: bytearray, taps: str | None) -> dict:
+def _op_struct(i: int, node, graph: Graph, plan: Plan, consts: bytearray, taps: str | None,
+               add_lut: str | None = None) -> dict:
     def tref(t, name):
         layout, pad = plan.layout(t)
         ref = {"offset": plan.offset(t), "dims": _dims(node.dims[name])}
@@ -113,6 +115,8 @@ def _op_struct(i: int, node, graph: Graph, plan: Plan, consts: bytearray, taps: 
          "scratch_offset": scratch[0], "scratch_size": scratch[1]}
     if taps:
         s["taps"] = f"&{taps}"
+    if add_lut:
+        s["add_lut"] = add_lut
     if node.kind in _UNION:
         s[f"p.{_UNION[node.kind]}"] = params
     return s
@@ -130,6 +134,23 @@ def _tap_tables(graph: Graph, plan: Plan, tensors: dict, name: str) -> tuple[lis
                        "words": _c_words(words), "index": _c_words(index)})
         names[i] = ident
     return tables, names
+
+
+def _add_luts(graph: Graph, plan: Plan, name: str) -> tuple[list[dict], dict[int, str]]:
+    """For every fused ADD on a PLANAR conv: its two inputs rescaled, as TFLM's int8 ADD
+    does (MBQM((x + offset) << left_shift, multiplier, shift)), for every int8 x."""
+    luts, names = [], {}
+    for i, n in enumerate(graph.nodes):
+        if not (n.fused_add and n.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and plan.layout(n.in0)[0] == PLANAR):
+            continue
+        a = n.params["add"]
+        table = [mbqm((x + a[f"in{k}_offset"]) << a["left_shift"], a[f"in{k}_multiplier"], a[f"in{k}_shift"])
+                 for k in (1, 2) for x in range(-128, 128)]
+        ident = f"{name}_addlut_{i}"
+        luts.append({"name": ident, "body": "\n".join("    " + ", ".join(str(v) for v in table[j:j + 12]) + ","
+                                                        for j in range(0, 512, 12))})
+        names[i] = ident
+    return luts, names
 
 
 def _c_words(a) -> str:
@@ -237,11 +258,12 @@ def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | N
     by_entry = {i: t for i, t in enumerate(read_image(image).values())}
     choose_kernels(graph, plan.layouts, plan.find, by_entry)
     tables, tap_names = _tap_tables(graph, plan, by_entry, name)
+    luts, lut_names = _add_luts(graph, plan, name)
     if not graph.nodes:
         raise UserError(f"{tflite_path}: nothing to run once RESHAPEs are aliased")
     consts = bytearray()
     ops = [{"comment": f"{n.kind} (tflite ops {', '.join(map(str, n.ops))})",
-            "init": c_value(_op_struct(i, n, graph, plan, consts, tap_names.get(i)))}
+            "init": c_value(_op_struct(i, n, graph, plan, consts, tap_names.get(i), lut_names.get(i)))}
            for i, n in enumerate(graph.nodes)]
     sha = hashlib.sha256(data).hexdigest()
     qi, qo = graph.quant(graph.input), graph.quant(graph.output)
@@ -263,7 +285,7 @@ def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | N
         "op_count": len(ops), "image_version": VERSION, "image_size": len(image), "image_tensors": len(_entries(image)),
         "image_bytes": c_bytes(image), "consts_alloc": max(len(consts), 4),
         "consts_bytes": c_bytes(bytes(consts) or bytes(4)), "ops": ops, "model_init": model_init,
-        "tap_tables": tables,
+        "tap_tables": tables, "add_luts": luts,
     }
     out_dir = Path(out_dir)
     files = {f"{name}.h": _ENV.get_template("et_model.h.j2").render(ctx),

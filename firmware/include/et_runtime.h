@@ -124,6 +124,9 @@ typedef struct {
     uint32_t scratch_offset, scratch_size; /* int32 scratch in the arena (conv accumulators) */
     const et_taps_t *taps;                 /* conv on a PLANAR input: sparse tap table, or NULL:
                                             * dense weights read from the image (DENSE encoding) */
+    const int32_t *add_lut;                /* fused ADD on a PLANAR input, optional: the rescaled
+                                            * inputs, [128 + a] for input 1 and [384 + b] for input 2
+                                            * (MBQM((x + offset) << left_shift, multiplier, shift)) */
     union {
         et_conv_params_t conv;
         et_add_params_t add;

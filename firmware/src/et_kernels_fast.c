@@ -167,6 +167,9 @@ typedef struct {
     int32_t zp, lo, hi;
     et_fq_t a1, a2, ao;                        /* fused ADD: input 1 (this conv), input 2, output */
     int32_t off1, off2, left, azp, alo, ahi;
+    const int32_t *lut;                        /* fused ADD inputs, rescaled by codegen, or NULL */
+    uint32_t rlo;                              /* fq.round_pos split for the fast store */
+    int32_t rhi, borrow;
 } et_rq_t;
 
 static void rq_init_add(et_rq_t *q, const et_add_params_t *p) {
@@ -186,6 +189,11 @@ static void rq_init(et_rq_t *q, const et_tensor_t *w, uint32_t row) {
     q->zp = w->output_zero_point;
     q->lo = w->act_min;
     q->hi = w->act_max;
+    /* The fast path's rounding constant as two words: R - [acc < 0] * 2^31 flips
+     * bit 31 of the low word and borrows from the high word when that bit was 0. */
+    q->rlo = (uint32_t)q->fq.round_pos;
+    q->rhi = (int32_t)(q->fq.round_pos >> 32);
+    q->borrow = (q->rlo & 0x80000000u) ? 0 : -1;
 }
 
 static inline int32_t et_requant(const et_rq_t *q, int32_t acc) {
@@ -193,6 +201,8 @@ static inline int32_t et_requant(const et_rq_t *q, int32_t acc) {
 }
 
 static inline int8_t et_add_fast(const et_rq_t *q, int32_t a, int32_t b) {
+    if (q->lut)
+        return (int8_t)et_clamp(et_fq_apply(&q->ao, q->lut[128 + a] + q->lut[384 + b]) + q->azp, q->alo, q->ahi);
     const int32_t sa = et_fq_apply(&q->a1, (a + q->off1) * (1 << q->left));
     const int32_t sb = et_fq_apply(&q->a2, (b + q->off2) * (1 << q->left));
     return (int8_t)et_clamp(et_fq_apply(&q->ao, sa + sb) + q->azp, q->alo, q->ahi);
@@ -232,9 +242,22 @@ static void fill_border(const et_tref_t *t, int8_t *data, int8_t zp) {
     }
 }
 
-/* Store lanes [0, n) of one quad starting at output pixel (y, x); d = 1 along the row. */
-static void store_quad(const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *y,
-                       int32_t ys, const int8_t *r, int32_t rs) {
+/* Store lanes [0, n) of one quad starting at output pixel (y, x); ys, rs: lane strides. */
+static void store_quad(const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *y, int32_t ys,
+                       const int8_t *r, int32_t rs) {
+    if (!r && q->fq.mode == 0) {               /* the common case, constants in registers */
+        const int32_t m = q->fq.m, sh = q->fq.sh, zp = q->zp, lo = q->lo, hi = q->hi, borrow = q->borrow;
+        const uint32_t rlo = q->rlo;
+        const int32_t rhi = q->rhi;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t a = acc[i];
+            const uint64_t round = (uint64_t)(uint32_t)(rhi + ((a >> 31) & borrow)) << 32 |
+                                   (rlo ^ ((uint32_t)a & 0x80000000u));
+            const int64_t p = (int64_t)round + (int64_t)a * m;        /* one SMLAL */
+            y[i * ys] = (int8_t)et_clamp(((int32_t)(p >> 32) >> sh) + zp, lo, hi);
+        }
+        return;
+    }
     for (int32_t i = 0; i < n; i++) {
         int8_t v = (int8_t)et_requant(q, acc[i]);
         y[i * ys] = r ? et_add_fast(q, v, r[i * rs]) : v;
@@ -264,6 +287,7 @@ et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t
     et_dense_geom_t g = {cp->kernel_h, cp->kernel_w, depthwise ? 1 : ti->dims.c, plane, wp};
     uint32_t row = 0, dead = 0;
     et_rq_t q;
+    q.lut = op->add_lut;
     if (residual) rq_init_add(&q, &cp->add);
     for (int32_t o = 0; o < channels; o++) {
         int8_t *yc = vo.base + o * vo.c;

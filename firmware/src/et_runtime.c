@@ -155,6 +155,7 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
     const int planar_any = op->in0.layout != ET_NHWC || op->out.layout != ET_NHWC ||
                            (has_in1 && op->in1.layout != ET_NHWC);
     const int conv = op->kind == ET_OP_CONV_2D || op->kind == ET_OP_DEPTHWISE_CONV_2D;
+    if (op->add_lut && (!conv || !(op->flags & ET_FUSED_ADD) || op->in0.layout != ET_PLANAR)) return ET_ERR_MODEL;
     if ((!conv && op->taps) || (has_in1 && (op->flags & ET_IN1_CONST) && op->in1.layout != ET_NHWC))
         return ET_ERR_MODEL;
     if (planar_any && !conv && op->kind != ET_OP_MEAN && op->kind != ET_OP_TO_PLANAR) return ET_ERR_MODEL;
