@@ -56,3 +56,15 @@ def test_runtime_refuses_planar_operand_of_an_nhwc_op(tmp_path, objs):
     exe = compile_model(tmp_path / "gen", tmp_path / "bad", objs)
     rc, _ = run_runtime(exe, np.zeros((1, 1, 8, 8, 6), np.int8))
     assert rc == 10 + 8
+
+
+def test_fast_requantization_equals_tflm_double_rounding(tmp_path):
+    """et_fq_apply / et_fq_mode0 (one SMLAL and a shift) against et_mbqm, edge and random cases."""
+    import subprocess
+
+    from runtime_harness import CFLAGS, ROOT
+    exe = tmp_path / "rq"
+    subprocess.run(["gcc", *CFLAGS, "-O2", f"-I{ROOT / 'firmware/include'}", f"-I{ROOT / 'firmware/src'}",
+                    str(ROOT / "firmware/tests/et_requant_check.c"), "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe), "2000000"], capture_output=True, text=True)
+    assert r.returncode == 0 and "mismatches 0" in r.stdout, r.stdout[-2000:]

@@ -52,6 +52,8 @@ static inline int32_t et_mbqm(int32_t x, int32_t multiplier, int shift) {
 typedef struct {
     int32_t m, sh, mode, shift;                /* mode 0: e >= 1; 1: e = 0; 2: reference */
     int64_t round_pos, round_neg;
+    uint32_t rlo;                              /* round_pos as two words, for et_fq_mode0 */
+    int32_t rhi, borrow;
 } et_fq_t;
 
 static inline void et_fq_init(et_fq_t *f, int32_t m, int32_t shift) {
@@ -62,6 +64,19 @@ static inline void et_fq_init(et_fq_t *f, int32_t m, int32_t shift) {
     f->sh = e > 0 ? e - 1 : 0;
     f->round_pos = ((int64_t)1 << 30) + (e > 0 ? (int64_t)1 << (30 + e) : 0);
     f->round_neg = f->round_pos - (e > 0 ? (int64_t)1 << 31 : 0);
+    /* round_neg = round_pos - 2^31 flips bit 31 of the low word and borrows
+     * from the high word when that bit was 0. */
+    f->rlo = (uint32_t)f->round_pos;
+    f->rhi = (int32_t)(f->round_pos >> 32);
+    f->borrow = (f->rlo & 0x80000000u) ? 0 : -1;
+}
+
+/* et_fq_apply for mode 0 (e >= 1), branch-free: the rounding constant chosen by
+ * x's sign with two logic ops, then one SMLAL and one shift. */
+static inline int32_t et_fq_mode0(int32_t x, int32_t m, int32_t sh, uint32_t rlo, int32_t rhi, int32_t borrow) {
+    const uint64_t round = (uint64_t)(uint32_t)(rhi + ((x >> 31) & borrow)) << 32 | (rlo ^ ((uint32_t)x & 0x80000000u));
+    const int64_t p = (int64_t)round + (int64_t)x * m;
+    return (int32_t)(p >> 32) >> sh;
 }
 
 static inline int32_t et_fq_apply(const et_fq_t *f, int32_t x) {

@@ -168,8 +168,6 @@ typedef struct {
     et_fq_t a1, a2, ao;                        /* fused ADD: input 1 (this conv), input 2, output */
     int32_t off1, off2, left, azp, alo, ahi;
     const int32_t *lut;                        /* fused ADD inputs, rescaled by codegen, or NULL */
-    uint32_t rlo;                              /* fq.round_pos split for the fast store */
-    int32_t rhi, borrow;
 } et_rq_t;
 
 static void rq_init_add(et_rq_t *q, const et_add_params_t *p) {
@@ -189,11 +187,6 @@ static void rq_init(et_rq_t *q, const et_tensor_t *w, uint32_t row) {
     q->zp = w->output_zero_point;
     q->lo = w->act_min;
     q->hi = w->act_max;
-    /* The fast path's rounding constant as two words: R - [acc < 0] * 2^31 flips
-     * bit 31 of the low word and borrows from the high word when that bit was 0. */
-    q->rlo = (uint32_t)q->fq.round_pos;
-    q->rhi = (int32_t)(q->fq.round_pos >> 32);
-    q->borrow = (q->rlo & 0x80000000u) ? 0 : -1;
 }
 
 static inline int32_t et_requant(const et_rq_t *q, int32_t acc) {
@@ -245,16 +238,21 @@ static void fill_border(const et_tref_t *t, int8_t *data, int8_t zp) {
 /* Store lanes [0, n) of one quad starting at output pixel (y, x); ys, rs: lane strides. */
 static void store_quad(const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *y, int32_t ys,
                        const int8_t *r, int32_t rs) {
-    if (!r && q->fq.mode == 0) {               /* the common case, constants in registers */
-        const int32_t m = q->fq.m, sh = q->fq.sh, zp = q->zp, lo = q->lo, hi = q->hi, borrow = q->borrow;
-        const uint32_t rlo = q->rlo;
-        const int32_t rhi = q->rhi;
+    const et_fq_t *f = &q->fq;
+    if (!r && f->mode == 0) {                  /* the common case, constants in registers */
+        const int32_t m = f->m, sh = f->sh, zp = q->zp, lo = q->lo, hi = q->hi, rhi = f->rhi, borrow = f->borrow;
+        const uint32_t rlo = f->rlo;
+        for (int32_t i = 0; i < n; i++)
+            y[i * ys] = (int8_t)et_clamp(et_fq_mode0(acc[i], m, sh, rlo, rhi, borrow) + zp, lo, hi);
+        return;
+    }
+    if (r && f->mode == 0 && q->lut && q->ao.mode == 0) {   /* fused ADD through the tables */
+        const int32_t *lut = q->lut;
         for (int32_t i = 0; i < n; i++) {
-            const int32_t a = acc[i];
-            const uint64_t round = (uint64_t)(uint32_t)(rhi + ((a >> 31) & borrow)) << 32 |
-                                   (rlo ^ ((uint32_t)a & 0x80000000u));
-            const int64_t p = (int64_t)round + (int64_t)a * m;        /* one SMLAL */
-            y[i * ys] = (int8_t)et_clamp(((int32_t)(p >> 32) >> sh) + zp, lo, hi);
+            const int32_t v = et_clamp(et_fq_mode0(acc[i], f->m, f->sh, f->rlo, f->rhi, f->borrow) + q->zp, q->lo, q->hi);
+            const int32_t s = lut[128 + v] + lut[384 + r[i * rs]];
+            const et_fq_t *g = &q->ao;
+            y[i * ys] = (int8_t)et_clamp(et_fq_mode0(s, g->m, g->sh, g->rlo, g->rhi, g->borrow) + q->azp, q->alo, q->ahi);
         }
         return;
     }
