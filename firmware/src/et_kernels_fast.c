@@ -54,6 +54,13 @@ static inline int32_t ET_SMLATB(uint32_t x, int32_t w, int32_t acc) {
 }
 #endif
 
+/* Saturate to int8: one SSAT on the Cortex-M7. */
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#define ET_SAT8(x) __ssat((x), 8)
+#else
+#define ET_SAT8(x) et_clamp((x), INT8_MIN, INT8_MAX)
+#endif
+
 static inline uint32_t load32(const int8_t *p) {
     uint32_t v;
     __builtin_memcpy(&v, p, 4);                /* one unaligned LDR on the Cortex-M7 */
@@ -242,6 +249,13 @@ static void store_quad(const et_rq_t *q, const int32_t *acc, int32_t n, int8_t *
     if (!r && f->mode == 0) {                  /* the common case, constants in registers */
         const int32_t m = f->m, sh = f->sh, zp = q->zp, lo = q->lo, hi = q->hi, rhi = f->rhi, borrow = f->borrow;
         const uint32_t rlo = f->rlo;
+        if (lo == INT8_MIN && hi == INT8_MAX && n == 4) {   /* no clamp but int8's (ReLU at zp -128 too) */
+            y[0] = (int8_t)ET_SAT8(et_fq_mode0(acc[0], m, sh, rlo, rhi, borrow) + zp);
+            y[ys] = (int8_t)ET_SAT8(et_fq_mode0(acc[1], m, sh, rlo, rhi, borrow) + zp);
+            y[2 * ys] = (int8_t)ET_SAT8(et_fq_mode0(acc[2], m, sh, rlo, rhi, borrow) + zp);
+            y[3 * ys] = (int8_t)ET_SAT8(et_fq_mode0(acc[3], m, sh, rlo, rhi, borrow) + zp);
+            return;
+        }
         for (int32_t i = 0; i < n; i++)
             y[i * ys] = (int8_t)et_clamp(et_fq_mode0(acc[i], m, sh, rlo, rhi, borrow) + zp, lo, hi);
         return;
