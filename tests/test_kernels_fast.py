@@ -68,3 +68,46 @@ def test_fast_requantization_equals_tflm_double_rounding(tmp_path):
                     str(ROOT / "firmware/tests/et_requant_check.c"), "-o", str(exe)], check=True)
     r = subprocess.run([str(exe), "2000000"], capture_output=True, text=True)
     assert r.returncode == 0 and "mismatches 0" in r.stdout, r.stdout[-2000:]
+
+
+TWIN_CASES = {  # name: (kind, input shape, density, kwargs)
+    "conv3x3_sparse": ("conv", (1, 9, 7, 5), 0.1, dict(k=3, stride=1, padding="SAME", act="RELU")),
+    "conv3x3_s2_dense": ("pad_conv", (1, 8, 7, 4), 1.0, dict(stride=2, act="RELU")),
+    "dw3x3_s2": ("dw", (1, 8, 9, 5), 0.3, dict(k=3, stride=2, padding="SAME", act="RELU")),
+    "resnet_stage": ("block_chain", (1, 8, 8, 6), 0.3, dict(cout=6)),
+}
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+@pytest.mark.parametrize("case", list(TWIN_CASES))
+def test_per_op_goldens_on_the_cortex_m7_twin(tmp_path, case):
+    """The DSP build of the kernels, run in QEMU's Cortex-M7, gives TFLM's bytes."""
+    from runtime_harness import ROOT, RUNTIME_SOURCES
+
+    from entropi_tiny.boards import get_board
+    from entropi_tiny.codegen.model import generate_model_sources
+    from entropi_tiny.toolchain import compile_firmware, run_qemu
+
+    kind, shape, density, kw = TWIN_CASES[case]
+    data = tflite_of(kind, shape, density, calib=ASYM, **kw)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    gen = tmp_path / "gen"
+    report = generate_model_sources(path, None, gen)
+    assert any(o["kernel"] in ("sparse", "dense") for o in report["ops"])
+    x = np.random.default_rng(5).integers(-128, 128, (3,) + shape).astype(np.int8)
+    rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in xi.reshape(-1)) + "}" for xi in x)
+    (gen / "et_golden_inputs.h").write_text(
+        f"#include <stdint.h>\n#define ET_GOLDEN_N {len(x)}u\n"
+        f"static const int8_t et_golden_inputs[{len(x)}][{x[0].size}] = {{\n{rows}\n}};\n")
+    sources = [ROOT / "firmware/tests/et_twin_golden.c", gen / "et_model.c",
+               *(ROOT / "firmware/src" / f for f in RUNTIME_SOURCES if f != "et_crc32.c")]
+    build = compile_firmware(get_board("mps2-an500"), sources, include_dirs=[gen, ROOT / "firmware/src"],
+                             out_dir=tmp_path / "fw")
+    result = run_qemu(build.elf, timeout=60)
+    assert result.exit_code == 0, result.text[-2000:]
+    got = [np.array(line.split()[2:], dtype=np.int64).astype(np.int8)
+           for line in result.text.splitlines() if line.startswith("ET_GOLDEN ")]
+    ref = run_tflm(path, x)
+    assert len(got) == len(x) and np.array_equal(np.stack(got), ref)
