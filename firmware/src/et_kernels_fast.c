@@ -148,21 +148,29 @@ __attribute__((noinline)) static void tile_sparse(et_tile_t *t, const int8_t *ba
 /* Geometry of one dense channel's taps: weights [KH][KW][I] (I = 1 depthwise). */
 typedef struct { int32_t kh, kw, ic, plane, row; } et_dense_geom_t;
 
-/* Dense: every weight of the row in the image's order; zero weights are skipped. */
-__attribute__((noinline)) static void tile_dense(et_tile_t *t, const int8_t *base, int32_t q1, int32_t stride, int32_t bias,
-                       const int8_t *wv, const et_dense_geom_t *g) {
-    ET_TILE_IN;
-    for (int32_t y = 0; y < g->kh; y++) {
-        for (int32_t x = 0; x < g->kw; x++) {
-            const int8_t *p = base + y * g->row + x;
-            for (int32_t c = 0; c < g->ic; c++, p += g->plane) {
-                const int32_t w = *wv++;
-                if (w == 0) continue;
-                if (stride == 1) ET_TAP_S1(p, q1, w);
-                else if (stride == 2) ET_TAP_S2(p, q1, w);
-                else ET_TAP_SN(p, q1, w, stride);
-            }
+/* Dense: every weight of the row in the image's order (a zero costs as much as a
+ * non-zero: at the densities where this kernel is chosen a test costs more than it saves). */
+#define ET_DENSE_LOOP(TAP)                                                               \
+    for (int32_t y = 0; y < g->kh; y++)                                                  \
+        for (int32_t x = 0; x < g->kw; x++) {                                            \
+            const int8_t *p = base + y * g->row + x;                                     \
+            for (int32_t c = g->ic; c > 0; c--, p += g->plane) {                         \
+                const int32_t w = *wv++;                                                 \
+                TAP;                                                                     \
+            }                                                                            \
         }
+
+__attribute__((noinline)) static void tile_dense(et_tile_t *t, const int8_t *base, int32_t q1, int32_t stride,
+                                                 int32_t bias, const int8_t *wv, const et_dense_geom_t *g) {
+    ET_TILE_IN;
+    if (stride == 1 && q1 == 4) {
+        ET_DENSE_LOOP(ET_TAP_S1(p, 4, w))
+    } else if (stride == 1) {
+        ET_DENSE_LOOP(ET_TAP_S1(p, q1, w))
+    } else if (stride == 2) {
+        ET_DENSE_LOOP(ET_TAP_S2(p, q1, w))
+    } else {
+        ET_DENSE_LOOP(ET_TAP_SN(p, q1, w, stride))
     }
     ET_TILE_OUT;
 }
