@@ -291,12 +291,13 @@ def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | N
     files = {f"{name}.h": _ENV.get_template("et_model.h.j2").render(ctx),
              f"{name}.c": _ENV.get_template("et_model.c.j2").render(ctx)}
     op_table = describe_ops(graph, image)
-    files[f"{name}_ops.json"] = json.dumps({"format": "entropi-tiny/ops-v1", "tflite_sha256": sha,
-                                            "ops": op_table}, indent=1) + "\n"
+    ops_json = json.dumps({"format": "entropi-tiny/ops-v1", "tflite_sha256": sha, "ops": op_table}, indent=1)
     for fname, text in files.items():
         write_text(out_dir / fname, text)
+    write_text(out_dir / f"{name}_ops.json", ops_json + "\n")   # the op table, for the per-op profile
     return {
         "tflite": str(tflite_path), "sha256": sha, "files": [str(out_dir / f) for f in files],
+        "ops_file": str(out_dir / f"{name}_ops.json"),
         "arena_size": plan.arena_size, "image_size": len(image), "consts_size": len(consts),
         "op_count": len(ops), "tap_bytes": sum(4 * (t["count"] + t["rows"] + 1) for t in tables),
         "tap_nonzeros": sum(t["count"] - t["rows"] for t in tables),

@@ -145,6 +145,7 @@ static et_status_t check_op(const et_runtime_t *rt, const et_op_t *op) {
     const et_model_t *m = rt->model;
     const uint64_t arena = m->arena_size;
     const int has_in1 = op->kind == ET_OP_ADD || op->kind == ET_OP_MUL || (op->flags & ET_FUSED_ADD);
+    if (op->kind < ET_OP_CONV_2D || op->kind > ET_OP_TO_PLANAR) return ET_ERR_OP;
     if (op->flags & ~(ET_IN1_CONST | ET_FUSED_ADD)) return ET_ERR_MODEL;
     if (!tref_ok(&op->in0, arena) || !tref_ok(&op->out, arena)) return ET_ERR_ARENA;
     if (has_in1 && !tref_ok(&op->in1, (op->flags & ET_IN1_CONST) ? m->consts_size : arena)) return ET_ERR_ARENA;
