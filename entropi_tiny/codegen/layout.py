@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from .fuse import CONVS
 from .graph import Graph, Node
 
-CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 NHWC, PLANAR = 0, 1
 SLACK = 16                     # ET_PLANAR_SLACK: bytes the word loads may read past the last plane
 TAP_SPARSE, TAP_DENSE, ZERO_DENSE = 27.0, 24.0, 6.0
