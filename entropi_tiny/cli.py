@@ -333,6 +333,9 @@ def emulate(run, stream: bool, timeout: float, as_json: bool) -> None:
         click.echo(f"{k:>28}: {result[k]}")
     click.echo(f"{'features bit-exact vs TFLM':>28}: {result['features']['bit_exact']} "
                f"({result['features']['samples']} samples)")
+    if result.get("ops"):                       # per-op profile
+        from .toolchain.op_profile import format_heaviest
+        click.echo("heaviest ops:\n" + format_heaviest(result["ops"]))
     click.echo(f"wrote {run.paths.emulator_json}")
 
 

@@ -23,7 +23,8 @@ from entropi_tiny.codegen.model import generate_model_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-RUNTIME_SOURCES = ("et_crc32.c", "et_sparse_image.c", "et_kernels_conv.c", "et_kernels_eltwise.c", "et_runtime.c")
+RUNTIME_SOURCES = ("et_crc32.c", "et_sparse_image.c", "et_kernels_conv.c", "et_kernels_fast.c", "et_kernels_eltwise.c",
+                   "et_runtime.c")
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
@@ -52,7 +53,8 @@ def compile_model(gen_dir: Path, exe: Path, objs: list[Path], sanitize: bool = F
 def build_runtime(tflite_path: Path, work: Path, objs: list[Path], sanitize: bool = False, **gen_kwargs):
     """(executable, codegen report) for the model; gen_kwargs go to generate_model_sources."""
     gen = Path(work) / "gen"
-    report = generate_model_sources(Path(tflite_path), gen, name="et_model", **gen_kwargs)
+    image = gen_kwargs.pop("image", None)
+    report = generate_model_sources(Path(tflite_path), image, gen, name="et_model", **gen_kwargs)
     exe = compile_model(gen, Path(work) / ("et_run_asan" if sanitize else "et_run"), objs, sanitize)
     return exe, report
 

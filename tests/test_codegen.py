@@ -41,7 +41,7 @@ def _refused(tmp_path, data: bytes, needle: str):
     path = tmp_path / "m.tflite"
     path.write_bytes(data)
     with pytest.raises(UserError, match=needle) as e:
-        generate_model_sources(path, tmp_path / "gen")
+        generate_model_sources(path, None, tmp_path / "gen")
     assert "\n" not in str(e.value)
     assert not (tmp_path / "gen").exists()          # nothing written on refusal
 
@@ -68,14 +68,14 @@ def test_refuses_dynamic_shape_and_bad_name(tmp_path):
         build_graph(model, entries)
     (tmp_path / "m.tflite").write_bytes(data)
     with pytest.raises(UserError, match="et_ prefix"):
-        generate_model_sources(tmp_path / "m.tflite", tmp_path / "gen", name="model")
+        generate_model_sources(tmp_path / "m.tflite", None, tmp_path / "gen", name="model")
 
 
 def test_banner_identifiers_and_cortex_m7_build(tmp_path):
     data = tflite_of("block", (1, 6, 6, 4), 0.1, calib=(-0.5, 2.0), cout=5)
     path = tmp_path / "block.tflite"
     path.write_bytes(data)
-    report = generate_model_sources(path, tmp_path / "gen", name="et_block")
+    report = generate_model_sources(path, None, tmp_path / "gen", name="et_block")
     import hashlib
     sha = hashlib.sha256(data).hexdigest()
     for f in report["files"]:
@@ -130,10 +130,27 @@ def test_runtime_refuses_inconsistent_schedule(tmp_path, mutation, code):
     data = tflite_of("block", (1, 6, 6, 4), 0.1, calib=(-0.5, 2.0), cout=5)
     path = tmp_path / "block.tflite"
     path.write_bytes(data)
-    generate_model_sources(path, tmp_path / "gen")
+    generate_model_sources(path, None, tmp_path / "gen")
     src = tmp_path / "gen/et_model.c"
     src.write_text(mutation(src.read_text()))
     exe = compile_model(tmp_path / "gen", tmp_path / "run", runtime_objects(tmp_path / "obj", sanitize=True),
                         sanitize=True)
     rc, _ = run_runtime(exe, np.zeros((1, 1, 6, 6, 4), np.int8))
     assert rc == code
+
+
+def test_codegen_reads_the_etsw_and_checks_it_against_the_tflite(tmp_path):
+    """The device weights come from the .etsw; one made from another model is refused in one line."""
+    data = tflite_of("conv", (1, 6, 6, 3), 0.5, k=3)
+    other = tflite_of("conv", (1, 6, 6, 3), 0.5, seed=7, k=3)
+    path, etsw = tmp_path / "m.tflite", tmp_path / "m.etsw"
+    path.write_bytes(data)
+    etsw.write_bytes(encode_model(data)[0])
+    report = generate_model_sources(path, etsw, tmp_path / "gen")
+    assert report["image_size"] == etsw.stat().st_size
+    etsw.write_bytes(encode_model(other)[0])
+    with pytest.raises(UserError, match="differ from the .tflite") as e:
+        generate_model_sources(path, etsw, tmp_path / "gen2")
+    assert "\n" not in str(e.value) and not (tmp_path / "gen2").exists()
+    with pytest.raises(UserError, match="cannot read the weight image"):
+        generate_model_sources(path, tmp_path / "missing.etsw", tmp_path / "gen3")

@@ -148,7 +148,7 @@ def test_resnet18_full_width_arena_is_at_most_half_of_tflm(tmp_path, images):
     data = encoder("resnet18", 0.01, calib, width=1.0)
     path = tmp_path / "resnet18.tflite"
     path.write_bytes(data)
-    report = generate_model_sources(path, tmp_path / "gen")
+    report = generate_model_sources(path, None, tmp_path / "gen")
     print(f"\nresnet18 full width: arena {report['arena_size']} B vs TFLM {TFLM_RESNET18_ARENA} B "
           f"({report['arena_size'] / TFLM_RESNET18_ARENA:.1%})")
     assert report["arena_size"] <= TFLM_RESNET18_ARENA // 2

@@ -108,7 +108,7 @@ def test_eltwise_and_data_ops(tmp_path, objs, case, calib):
 def test_pad_fused_into_conv(tmp_path, objs, density, fuse_ops):
     report = check(tmp_path, objs, "pad_conv", (1, 8, 7, 4), density, ASYM, ["PAD", "CONV_2D"],
                    gen={"fuse_ops": fuse_ops}, stride=2, act="RELU")
-    assert report["nodes"] == (["CONV_2D"] if fuse_ops else ["PAD", "CONV_2D"])
+    assert report["nodes"] == (["TO_PLANAR", "CONV_2D"] if fuse_ops else ["PAD", "CONV_2D"])
 
 
 @pytest.mark.parametrize("fuse_ops,inplace", [(True, True), (False, True), (False, False)])
@@ -116,7 +116,7 @@ def test_pad_fused_into_conv(tmp_path, objs, density, fuse_ops):
 def test_residual_add_fused_into_conv(tmp_path, objs, density, fuse_ops, inplace):
     report = check(tmp_path, objs, "block", (1, 6, 6, 4), density, ASYM, ["CONV_2D", "CONV_2D", "ADD"],
                    gen={"fuse_ops": fuse_ops, "inplace": inplace}, cout=5)
-    assert report["nodes"] == (["CONV_2D", "CONV_2D"] if fuse_ops else ["CONV_2D", "CONV_2D", "ADD"])
+    assert report["nodes"] == (["TO_PLANAR", "CONV_2D", "CONV_2D"] if fuse_ops else ["CONV_2D", "CONV_2D", "ADD"])
 
 
 @pytest.mark.parametrize("case", ["conv_3x3_same_relu", "conv_1x1_s2_same", "dw", "fc", "eltwise", "block"])

@@ -51,7 +51,7 @@ def make_fn(tf, kind, shape, density, seed, k=3, stride=1, padding="SAME", act="
             keep_dims=False):
     rng = np.random.default_rng(seed)
     c = shape[-1]
-    if kind in ("conv", "pad_conv", "block", "reshape"):
+    if kind in ("conv", "pad_conv", "block", "reshape", "block_chain"):
         w = tf.constant(pruned(rng, (k, k, c, cout), density, 3))
         b = tf.constant(rng.normal(0, 0.3, cout).astype(np.float32))
     if kind == "conv":
@@ -69,6 +69,15 @@ def make_fn(tf, kind, shape, density, seed, k=3, stride=1, padding="SAME", act="
     if kind == "block":                       # conv -> relu -> conv, + x, relu: the ResNet pattern
         w2 = tf.constant(pruned(rng, (k, k, cout, c), density, 3))
         return lambda x: tf.nn.relu(tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME") + b), w2, 1, "SAME") + x)
+    if kind == "block_chain":                 # block -> stride-2 conv (PAD fused) -> mean: a ResNet stage
+        w2 = tf.constant(pruned(rng, (k, k, cout, c), density, 3))
+        w3 = tf.constant(pruned(rng, (k, k, c, cout), density, 3))
+
+        def chain(x):
+            y = tf.nn.relu(tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME") + b), w2, 1, "SAME") + x)
+            z = tf.nn.relu(tf.nn.conv2d(tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]]), w3, 2, "VALID") + b)
+            return tf.reduce_mean(z, axis=[1, 2])
+        return chain
     if kind == "reshape":
         return lambda x: tf.reshape(tf.nn.conv2d(x, w, stride, padding) + b, (1, -1))
     cvec = tf.constant(rng.normal(0, 1, c).astype(np.float32))

@@ -5,7 +5,8 @@ Usage:
     report = generate_head_sources(out_dir, HeadSpec(feature_dim=64, num_classes=5, ...))
 
     from entropi_tiny.codegen.model import generate_model_sources
-    report = generate_model_sources(Path("encoder_int8.tflite"), Path("build/gen"), name="et_model")
+    report = generate_model_sources(Path("encoder_int8.tflite"), Path("encoder_weights.etsw"), Path("build/gen"),
+                                    name="et_model")
     report["arena_size"], report["files"], report["notes"]
 
 The encoder's generator (model.py) reads a .tflite into nodes with the host

@@ -38,7 +38,9 @@ class Node:
     params: dict = field(default_factory=dict)
     in1_const: bool = False
     fused_add: bool = False
-    scratch: int = 0                   # bytes of int32 scratch
+    scratch: int = 0                   # bytes of int32 scratch (NHWC conv kernels only)
+    kernel: str = ""                   # conv kernel chosen by layout.choose_kernels
+    kernel_reason: str = ""
 
     @property
     def inputs(self) -> list[int]:
@@ -51,12 +53,22 @@ class Graph:
     model: TfliteModel
     input: int
     output: int
+    like: dict = field(default_factory=dict)   # tensor made by a rewrite -> the .tflite tensor it copies
+
+    def _real(self, t: int) -> int:
+        return self.like.get(t, t)
+
+    def new_tensor(self, like: int) -> int:
+        """A new activation id with the shape and quantization of tensor `like` (TO_PLANAR's output)."""
+        t = len(self.model.tensors) + len(self.like)
+        self.like[t] = self._real(like)
+        return t
 
     def size(self, t: int) -> int:
-        return int(np.prod(self.model.tensors[t].shape))
+        return int(np.prod(self.model.tensors[self._real(t)].shape))
 
     def quant(self, t: int) -> tuple[float, int]:
-        q = self.model.tensors[t].quantization
+        q = self.model.tensors[self._real(t)].quantization
         return float(q.scale[0]), int(q.zero_point[0])
 
 

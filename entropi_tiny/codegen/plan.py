@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .graph import Graph
+from .layout import NHWC, assign_layouts, planar_bytes
 
 ALIGN = 4
 
@@ -46,6 +47,10 @@ class Plan:
     tensor_buffer: dict[int, Buffer]
     scratch: dict[int, tuple[int, int]]    # node index -> (offset, size)
     notes: list[str]
+    layouts: dict[int, tuple[int, int]] = field(default_factory=dict)   # buffer root -> (layout, pad)
+
+    def layout(self, t: int) -> tuple[int, int]:
+        return self.layouts.get(self.find(t), (NHWC, 0))
 
     def find(self, t: int) -> int:
         while t in self.root:
@@ -56,9 +61,10 @@ class Plan:
         return self.tensor_buffer[self.find(t)].offset
 
 
-def _alias(graph: Graph, inplace: bool) -> tuple[dict[int, int], list[str]]:
+def _alias(graph: Graph, inplace: bool) -> tuple[dict[int, int], list[str], set[int]]:
     root: dict[int, int] = {}
     notes: list[str] = []
+    reshaped: set[int] = set()
 
     def find(t):
         while t in root:
@@ -69,6 +75,7 @@ def _alias(graph: Graph, inplace: bool) -> tuple[dict[int, int], list[str]]:
     for n in graph.nodes:
         if n.kind == "RESHAPE":
             root[n.out] = find(n.in0)
+            reshaped.add(n.out)
             notes.append(f"RESHAPE op {n.ops[0]} aliased (no copy)")
         else:
             kept.append(n)
@@ -79,7 +86,7 @@ def _alias(graph: Graph, inplace: bool) -> tuple[dict[int, int], list[str]]:
             last[find(t)] = i
     last[find(graph.output)] = len(kept)
     if not inplace:
-        return root, notes
+        return root, notes, reshaped
     for i, n in enumerate(kept):
         if n.kind in ("ADD", "MUL"):
             cands = [("in0", n.in0)] + ([] if n.in1_const else [("in1", n.in1)])
@@ -91,29 +98,38 @@ def _alias(graph: Graph, inplace: bool) -> tuple[dict[int, int], list[str]]:
             continue
         for slot, t in cands:
             r = find(t)
+            converted = any(m.kind == "TO_PLANAR" and find(m.out) == r for m in kept)
+            if converted and find(n.out) == find(graph.output):
+                continue                       # a PLANAR buffer cannot become the NHWC model output
             if (n.dims[slot] == n.dims["out"] and last.get(r) == i and graph.size(r) == graph.size(n.out)
                     and r != find(n.out)):
                 root[n.out] = r
                 last[r] = last.get(n.out, i)
                 notes.append(f"{n.kind} op {n.ops[-1]} writes in place over its {slot}")
                 break
-    return root, notes
+    return root, notes, reshaped
 
 
-def plan_arena(graph: Graph, inplace: bool = True) -> Plan:
-    root, notes = _alias(graph, inplace)
+def plan_arena(graph: Graph, inplace: bool = True, planar: bool = True) -> Plan:
+    root, notes, reshaped = _alias(graph, inplace)
 
     def find(t):
         while t in root:
             t = root[t]
         return t
 
+    layouts = assign_layouts(graph, find, reshaped) if planar else {}
+
+    def nbytes(t: int) -> int:
+        kind, pad = layouts.get(find(t), (NHWC, 0))
+        return graph.size(t) if kind == NHWC else planar_bytes(_dims_of(graph, t), pad)
+
     buffers: dict[int, Buffer] = {}
 
     def touch(t: int, i: int, produce: bool) -> None:
         r = find(t)
         b = buffers.setdefault(r, Buffer(f"tensor {r}", 0, i, i))
-        b.size = max(b.size, graph.size(t))
+        b.size = max(b.size, nbytes(t))
         b.start, b.end = min(b.start, i), max(b.end, i)
         if t not in b.tensors:
             b.tensors.append(t)
@@ -124,7 +140,7 @@ def plan_arena(graph: Graph, inplace: bool = True) -> Plan:
         for t in n.inputs:
             touch(t, i, False)
         touch(n.out, i, True)
-        if n.scratch:
+        if n.scratch and layouts.get(find(n.in0), (NHWC, 0))[0] == NHWC:   # NHWC kernels only
             scratch_buffers[i] = Buffer(f"scratch of node {i}", n.scratch, i, i)
     touch(graph.output, len(graph.nodes), False)
     everything = list(buffers.values()) + list(scratch_buffers.values())
@@ -139,4 +155,14 @@ def plan_arena(graph: Graph, inplace: bool = True) -> Plan:
         b.offset = best[1] if best else pos
         placed.append(b)
     size = _align(max((b.offset + b.size for b in placed), default=0))
-    return Plan(size, everything, root, buffers, {i: (b.offset, b.size) for i, b in scratch_buffers.items()}, notes)
+    return Plan(size, everything, root, buffers, {i: (b.offset, b.size) for i, b in scratch_buffers.items()},
+                notes, layouts)
+
+
+def _dims_of(graph: Graph, t: int):
+    """The 4-D NHWC shape of an activation, as the nodes see it."""
+    for n in graph.nodes:
+        for name, u in (("in0", n.in0), ("in1", n.in1), ("out", n.out)):
+            if u == t:
+                return n.dims[name]
+    raise KeyError(t)

@@ -149,9 +149,9 @@ def generate_sources(run: Run) -> dict:
     gen = paths.generated_dir
     sha = atomic.sha256_file(paths.tflite)
     samples = prepare_samples(run)
-    # Once codegen reads the weight image (s10-kernels' branch), this line becomes
-    # generate_model_sources(paths.tflite, paths.sparse_image, gen, name="et_model").
-    model = generate_model_sources(paths.tflite, gen, name="et_model")
+    # The device weights come from the .etsw (one source of truth), checked tensor by
+    # tensor against the .tflite it was encoded from.
+    model = generate_model_sources(paths.tflite, paths.sparse_image, gen, name="et_model")
     spec = head_spec(run, samples)
     head = generate_head_sources(gen, spec)
     embedded = generate_sample_sources(gen, samples["train_q"], samples["train_y"],

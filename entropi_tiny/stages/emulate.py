@@ -136,6 +136,7 @@ def fresh_build(run: Run) -> dict:
 
 def run_emulate(run: Run, stream: bool = False, stream_samples: int = 8,
                 timeout: float = 600.0) -> dict:
+    from ..toolchain.op_profile import parse_op_profile
     from ..toolchain.qemu import run_qemu
 
     paths = run.paths
@@ -165,7 +166,9 @@ def run_emulate(run: Run, stream: bool = False, stream_samples: int = 8,
     if parsed["error"] or parsed["report"] is None or result.exit_code != 0:
         last = parsed["error"] or (text.strip().splitlines() or ["no output"])[-1][:160]
         raise UserError(f"the twin firmware failed (exit {result.exit_code}): {last}")
-    return _summarize(build, key, parsed, samples, result, stream and expected)
+    out = _summarize(build, key, parsed, samples, result, stream and expected)
+    out["ops"] = parse_op_profile(text, paths.generated_dir)   # per-op profile
+    return out
 
 
 def load_samples(path) -> dict:

@@ -9,6 +9,7 @@
  *     memcpy(et_runtime_input(&rt), image_int8, et_model.input_bytes);
  *     if (et_runtime_invoke(&rt) != ET_OK) fail();      // rt.failed_op names the op
  *     const int8_t *features = et_runtime_output(&rt);
+ *     rt.op_hook = my_counter_hook;                     // optional: per-op profile
  *
  * et_runtime_init validates everything once: the weight image (magic,
  * version, CRC-32, every entry's bounds), and every op of the schedule
@@ -40,7 +41,16 @@ typedef enum {
     ET_OP_PAD = 7,
     ET_OP_HARD_SWISH = 8,
     ET_OP_COPY = 9,                /* a RESHAPE the planner could not alias */
+    ET_OP_TO_PLANAR = 10,          /* NHWC in0 -> planar, padded out (the model input) */
 } et_op_kind_t;
+
+/* Activation layouts (et_tref_t.layout). NHWC: element (n,y,x,c) at
+ * ((n*H + y)*W + x)*C + c. PLANAR (n = 1 only): C planes of (H+2P) x (W+2P)
+ * bytes, element (y,x,c) at c*plane + (y+P)*(W+2P) + (x+P), the border of P
+ * pixels holding the tensor's zero point, then ET_PLANAR_SLACK bytes that the
+ * conv kernels' word loads may read past the last plane (never used). */
+enum { ET_NHWC = 0, ET_PLANAR = 1 };
+#define ET_PLANAR_SLACK 16u
 
 /* Op flags. */
 enum {
@@ -54,7 +64,20 @@ enum {
 typedef struct { int32_t n, h, w, c; } et_dims_t;
 
 /* Where an op operand lives: byte offset in the arena (or the pool) and shape. */
-typedef struct { uint32_t offset; et_dims_t dims; } et_tref_t;
+typedef struct { uint32_t offset; et_dims_t dims; uint8_t layout, pad; } et_tref_t;
+
+/* Tap table of a conv on a PLANAR input (made by codegen from the weight
+ * image): for live row r, words taps[index[r] .. index[r+1]) are
+ * (offset << 8) | (uint8_t)weight, offset being the byte distance from an
+ * output pixel's window origin (channel 0, padded coordinates) to the tap's
+ * input byte; each row ends with one ET_TAP_END word (so index[r + 1] -
+ * index[r] = the row's non-zeros + 1). index has rows + 1 entries. */
+#define ET_TAP_END 0xFFFFFFFFu
+typedef struct {
+    const uint32_t *index;
+    const uint32_t *taps;
+    uint32_t rows, count;
+} et_taps_t;
 
 /* ADD, TFLM's int8 scheme: both inputs shifted left by 20 bits, rescaled to
  * twice the larger input scale, summed, rescaled to the output. Shifts <= 0. */
@@ -99,6 +122,11 @@ typedef struct {
     uint16_t weights;                      /* image directory entry, or ET_NO_WEIGHTS */
     et_tref_t in0, in1, out;
     uint32_t scratch_offset, scratch_size; /* int32 scratch in the arena (conv accumulators) */
+    const et_taps_t *taps;                 /* conv on a PLANAR input: sparse tap table, or NULL:
+                                            * dense weights read from the image (DENSE encoding) */
+    const int32_t *add_lut;                /* fused ADD on a PLANAR input, optional: the rescaled
+                                            * inputs, [128 + a] for input 1 and [384 + b] for input 2
+                                            * (MBQM((x + offset) << left_shift, multiplier, shift)) */
     union {
         et_conv_params_t conv;
         et_add_params_t add;
@@ -121,11 +149,17 @@ typedef struct {
     uint32_t input_bytes, output_bytes;
 } et_model_t;
 
+/* Per-op profile hook: called with end = 0 just before op `op` runs and with
+ * end = 1 just after it, when set (NULL: no calls, one compare per op). */
+typedef void (*et_op_hook_t)(void *ctx, uint32_t op, int end);
+
 typedef struct {
     const et_model_t *model;
     et_image_t image;
     uint8_t *arena;
     uint32_t failed_op;                    /* index of the op that failed, if any */
+    et_op_hook_t op_hook;                  /* optional, see et_op_hook_t */
+    void *op_hook_ctx;
 } et_runtime_t;
 
 et_status_t et_runtime_init(et_runtime_t *rt, const et_model_t *model, uint8_t *arena, size_t arena_size);

@@ -99,11 +99,17 @@ void et_mean(const et_op_t *op, const int8_t *in, int8_t *out) {
     const et_dims_t *d = &op->in0.dims;
     const et_mean_params_t *p = &op->p.mean;
     const int32_t plane = d->h * d->w;
+    /* Strides of in0 in its layout (a PLANAR input has n = 1, checked at init). */
+    const int32_t pad = op->in0.pad, planar = op->in0.layout == ET_PLANAR;
+    const int32_t wp = d->w + 2 * pad;
+    const int32_t cs = planar ? (d->h + 2 * pad) * wp : 1, rs = planar ? wp : d->w * d->c, xs = planar ? 1 : d->c;
+    const int8_t *origin = in + (planar ? pad * wp + pad : 0);
     for (int32_t n = 0; n < d->n; n++)
         for (int32_t c = 0; c < d->c; c++) {
-            const int8_t *x = in + n * plane * d->c + c;
+            const int8_t *x = origin + n * plane * d->c + c * cs;
             int32_t sum = 0;
-            for (int32_t i = 0; i < plane; i++) sum += x[i * d->c];
+            for (int32_t yy = 0; yy < d->h; yy++, x += rs)
+                for (int32_t xx = 0; xx < d->w; xx++) sum += x[xx * xs];
             int32_t y;
             if (p->same_quant) y = sum / plane;          /* C division truncates, as TFLM's */
             else y = et_clamp(et_mbqm(sum - p->in_zero_point * plane, p->multiplier, (int)p->shift) +

@@ -303,6 +303,32 @@ static void et_app_stream(void) {
 }
 #endif
 
+/* BEGIN op profile */
+/* One more inference (of the first training sample, not counted in the
+ * totals) with the runtime's op hook set: the counter is read around every
+ * op and one "ET_OP index count" line per op is printed. The host
+ * (entropi_tiny/toolchain/op_profile.py) joins them with the generated
+ * schedule's description (kind, shapes, non-zero MACs). */
+static uint64_t et_app_op_t0, et_app_op_counts[ET_MODEL_OP_COUNT];
+
+static void et_app_op_hook(void *ctx, uint32_t op, int end) {
+    (void)ctx;
+    uint64_t now = et_counter_read();
+    if (!end) et_app_op_t0 = now;
+    else if (op < ET_MODEL_OP_COUNT) et_app_op_counts[op] += now - et_app_op_t0;
+}
+
+static void et_app_op_profile(void) {
+    memcpy(et_runtime_input(&et_app_rt), et_samples_train_images[0], ET_SAMPLE_BYTES);
+    et_app_rt.op_hook = et_app_op_hook;
+    int status = et_runtime_invoke(&et_app_rt);
+    et_app_rt.op_hook = 0;
+    if (status != ET_OK) et_app_fail("op_profile", status);
+    for (uint32_t i = 0; i < ET_MODEL_OP_COUNT; i++)
+        et_printf("ET_OP %u %llu\n", (unsigned)i, (unsigned long long)et_app_op_counts[i]);
+}
+/* END op profile */
+
 int main(void) {
     et_board_init();
     et_printf("ET_BOOT board=%s unit=%s train=%u test=%u features=%u classes=%u\n", et_board_name(),
@@ -345,6 +371,9 @@ int main(void) {
                   (unsigned)et_app_accuracy_bp());
     }
     uint32_t after_bp = et_app_accuracy_bp();
+    /* BEGIN op profile */
+    et_app_op_profile();
+    /* END op profile */
 #ifdef ET_APP_STREAM
     et_app_stream();
 #endif
