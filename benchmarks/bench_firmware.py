@@ -85,7 +85,7 @@ def measure(arch: str, width: float, alpha: float, tmp: Path) -> dict:
     paths = RunPaths(run)
     make_sizing_run(paths, cfg, alpha=alpha)
     row = {"arch": arch, "width": width, "alpha": alpha, "nonzero_macs": nonzero_macs(paths)}
-    r = cli("build", "--quiet", "--preset", "paper", "--run-dir", str(run), *FW)
+    r = cli("build", "--quiet", "--run-dir", str(run), *FW)    # the folder holds the config
     if r.returncode != 0:
         row.update(fits=False, verdict=r.stderr.strip().splitlines()[-1][:300])
         return row
