@@ -14,8 +14,12 @@ weight image, docs/sparse_image.md). This file imports nothing, so reading a
 sparse image never loads TensorFlow; modules that do import torch first.
 """
 
+import logging
 import os
 
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lines) is not ours
-# to print; errors still come through.
+# to print; errors still come through. The absl lines that ignore this variable
+# are dropped by quiet.import_quietly. torch warns that triton is missing (we
+# hide it on purpose, DESIGN.md section 3) when the ONNX export loads its flop counter.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
