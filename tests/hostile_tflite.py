@@ -155,7 +155,7 @@ def shared_buffer_model(weight_bytes: int = 400_000, n_ops: int = 3_000,
 
 
 def small_conv_model(name: str = "weights", channels: int = 4, per_channel: bool = True,
-                     quantized_dimension: int = 0) -> bytes:
+                     quantized_dimension: int = 0, conv_inputs=(0, 1, 2), model_inputs=(0,)) -> bytes:
     """A valid int8 CONV_2D (3x3, 8x8x3 -> 8x8xC, per-channel or per-tensor weights)."""
     b = flatbuffers.Builder(4096)
     rng = np.random.default_rng(0)
@@ -184,6 +184,7 @@ def small_conv_model(name: str = "weights", channels: int = 4, per_channel: bool
     s.Conv2DOptionsAddStrideH(b, 1)
     s.Conv2DOptionsAddFusedActivationFunction(b, s.ActivationFunctionType.RELU)
     opts = s.Conv2DOptionsEnd(b)
-    op = _operator(b, _int_vector(b, [0, 1, 2]), _int_vector(b, [3]), opts,
+    op = _operator(b, _int_vector(b, conv_inputs), _int_vector(b, [3]), opts,
                    s.BuiltinOptions.Conv2DOptions)
-    return _finish(b, tensors, [op], buffers, [_opcode(b, s.BuiltinOperator.CONV_2D)], [0], [3])
+    return _finish(b, tensors, [op], buffers, [_opcode(b, s.BuiltinOperator.CONV_2D)],
+                   model_inputs, [3])

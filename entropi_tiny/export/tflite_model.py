@@ -174,15 +174,18 @@ def read_tflite(data: bytes, label: str = ".tflite model") -> TfliteModel:
         version=fb.scalar(root, 0, "<I", 0),
         description=fb.string(root, 3) or "",
         tensors=tensors, operators=operators,
-        inputs=_indices(fb, sg, 1, n, "subgraph input"),
-        outputs=_indices(fb, sg, 2, n, "subgraph output"),
+        inputs=_indices(fb, sg, 1, n, "subgraph input", optional=False),
+        outputs=_indices(fb, sg, 2, n, "subgraph output", optional=False),
     )
 
 
-def _indices(fb: FlatBuf, table: int, slot: int, n_tensors: int, what: str) -> tuple[int, ...]:
+def _indices(fb: FlatBuf, table: int, slot: int, n_tensors: int, what: str,
+             optional: bool = True) -> tuple[int, ...]:
+    """Tensor indices; -1 marks an omitted optional input of an operator only."""
     arr = fb.array(table, slot, "<i4")
-    idx = tuple(int(i) for i in (arr if arr is not None else ()))
-    bad = [i for i in idx if i < -1 or i >= n_tensors]
+    idx = tuple(arr.tolist()) if arr is not None else ()
+    low = -1 if optional else 0
+    bad = [i for i in idx if i < low or i >= n_tensors]
     if bad:
         raise fb.fail(f"{what} refers to tensor {bad[0]}, model has {n_tensors}")
     return idx

@@ -58,14 +58,23 @@ def tensor_array(model: TfliteModel, index: int) -> np.ndarray | None:
 
 def tensor_quant(model: TfliteModel, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(scales, zero points) of a tensor; per-channel tensors have several."""
+    if not 0 <= index < len(model.tensors):
+        raise UserError(f"tensor index {index} is not a tensor of the model")
     q = model.tensors[index].quantization
     if q is None:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     return q.scale, q.zero_point
 
 
+def _input(op, k: int, what: str) -> int:
+    """The tensor index of input k of `op`, which must be present."""
+    if len(op.inputs) <= k or op.inputs[k] < 0:
+        raise UserError(f"{op.opcode} op {op.index} has no {what} (input {k})")
+    return op.inputs[k]
+
+
 def _const(model: TfliteModel, op, k: int, what: str) -> np.ndarray:
-    arr = tensor_array(model, op.inputs[k]) if len(op.inputs) > k and op.inputs[k] >= 0 else None
+    arr = tensor_array(model, _input(op, k, what))
     if arr is None:
         raise UserError(f"{op.opcode} op {op.index}: its {what} must be a constant tensor")
     return arr
@@ -83,14 +92,14 @@ def describe_ops(model: TfliteModel) -> list[dict]:
                      padding=o.get("padding", "SAME"),
                      activation=o.get("fused_activation", "NONE"),
                      dilation=(int(o.get("dilation_h", 1)), int(o.get("dilation_w", 1))),
-                     per_channel=len(tensor_quant(model, op.inputs[1])[0]))
+                     per_channel=len(tensor_quant(model, _input(op, 1, "weights"))[0]))
             if name == "DEPTHWISE_CONV_2D":
                 d["depth_multiplier"] = int(o.get("depth_multiplier", 0))
         elif name in ("ADD", "MUL", "FULLY_CONNECTED"):
             d["activation"] = o.get("fused_activation", "NONE")
             if name == "FULLY_CONNECTED":
                 d["keep_num_dims"] = bool(o.get("keep_num_dims", False))
-                d["per_channel"] = len(tensor_quant(model, op.inputs[1])[0])
+                d["per_channel"] = len(tensor_quant(model, _input(op, 1, "weights"))[0])
             else:
                 d["const_operand"] = [model.tensors[i].data is not None for i in op.inputs if i >= 0]
         elif name == "MEAN":
