@@ -155,7 +155,8 @@ def shared_buffer_model(weight_bytes: int = 400_000, n_ops: int = 3_000,
 
 
 def small_conv_model(name: str = "weights", channels: int = 4, per_channel: bool = True,
-                     quantized_dimension: int = 0, conv_inputs=(0, 1, 2), model_inputs=(0,)) -> bytes:
+                     quantized_dimension: int = 0, conv_inputs=(0, 1, 2), model_inputs=(0,),
+                     bias_dimension: int | None = None) -> bytes:
     """A valid int8 CONV_2D (3x3, 8x8x3 -> 8x8xC, per-channel or per-tensor weights)."""
     b = flatbuffers.Builder(4096)
     rng = np.random.default_rng(0)
@@ -168,7 +169,7 @@ def small_conv_model(name: str = "weights", channels: int = 4, per_channel: bool
     wq = _quant(b, [0.01 + 0.001 * i for i in range(n_scales)], [0] * n_scales,
                 quantized_dimension)
     bq = _quant(b, [0.0005 + 0.00005 * i for i in range(n_scales)], [0] * n_scales,
-                quantized_dimension)
+                quantized_dimension if bias_dimension is None else bias_dimension)
     tensors = [
         _tensor(b, _int_vector(b, [1, 8, 8, 3]), s.TensorType.INT8, 0, b.CreateString("input"),
                 _quant(b, [0.05], [-1])),

@@ -82,6 +82,14 @@ def test_per_tensor_weights_accepted_whatever_their_quantized_dimension(qd):
     assert report["totals"]["nnz"] == int(np.count_nonzero(model.tensors[1].array()))
 
 
+def test_a_bias_quantized_dimension_is_not_checked_as_tflm_does_not():
+    """TFLM's person_detect example has a per-channel bias with quantized_dimension 3 of
+    a 1-D shape; the reader used to refuse it."""
+    model = read_tflite(small_conv_model(per_channel=True, bias_dimension=3))
+    assert model.tensors[2].quantization.quantized_dimension == 3
+    encode_model(small_conv_model(per_channel=True, bias_dimension=3))
+
+
 def test_per_channel_scales_must_match_their_dimension():
     with pytest.raises(UserError, match="4 scales along dimension 3"):
         read_tflite(small_conv_model(per_channel=True, quantized_dimension=3))

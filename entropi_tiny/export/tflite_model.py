@@ -18,9 +18,10 @@ budget, and Tensor.array() charges the elements it copies to a data budget
 of DATA_FACTOR per byte (a file whose operators point many times at one large
 buffer cannot make its readers copy it without end). Tensor names are kept
 printable (control characters escaped), so every message naming one stays a
-plain line. A per-tensor quantization is accepted whatever its
-quantized_dimension says (TFLM ignores it too); a per-channel one must have
-one scale per channel of that dimension. Field slot numbers follow
+plain line. Quantization is checked where TFLM checks it: a conv or fully
+connected op's per-channel weights need one scale per entry of their
+quantized dimension; per-tensor weights pass whatever quantized_dimension
+says, and other tensors' per-channel parameters are kept as they are. Field slot numbers follow
 tensorflow/lite/schema/schema.fbs; names of ops and types come from the
 schema module shipped with tflite-micro.
 """
@@ -170,6 +171,8 @@ def read_tflite(data: bytes, label: str = ".tflite model") -> TfliteModel:
     tensors = [_tensor(fb, t, i, buffers, data_budget) for i, t in enumerate(fb.tables(sg, 0))]
     n = len(tensors)
     operators = [_operator(fb, o, i, opcodes, n) for i, o in enumerate(fb.tables(sg, 3))]
+    for op in operators:
+        _check_weight_quantization(fb, op, tensors)
     return TfliteModel(
         version=fb.scalar(root, 0, "<I", 0),
         description=fb.string(root, 3) or "",
@@ -234,11 +237,6 @@ def _tensor(fb: FlatBuf, table: int, index: int, buffers: list, budget: Budget) 
     type_code = fb.scalar(table, 1, "<b", 0)
     name = printable(fb.string(table, 3) or "")
     quant = _quantization(fb, fb.table(table, 4))
-    if quant is not None and quant.scale.size > 1:        # per channel: along a real axis
-        qd = quant.quantized_dimension
-        if not 0 <= qd < len(shape) or shape[qd] != quant.scale.size:
-            raise fb.fail(f"tensor {index} '{name}': {quant.scale.size} scales along dimension "
-                          f"{qd} of shape {list(shape)}", table)
     return Tensor(
         index=index, name=name, shape=shape,
         type=TYPE_NAMES.get(type_code, f"TYPE_{type_code}"), buffer=buf,
@@ -246,6 +244,26 @@ def _tensor(fb: FlatBuf, table: int, index: int, buffers: list, budget: Budget) 
         is_variable=bool(fb.scalar(table, 5, "<?", False)),
         sparse=fb.field(table, 6, 4) is not None, budget=budget,
     )
+
+
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _check_weight_quantization(fb: FlatBuf, op: Operator, tensors: list[Tensor]) -> None:
+    """TFLM's check, and only where TFLM makes it: the weights (input 1) of a conv or
+    fully connected op, when quantized per channel, have one scale per entry of their
+    quantized dimension. Per-tensor weights pass whatever quantized_dimension says;
+    other tensors' per-channel parameters (a bias's) are not read by TFLM either."""
+    if op.opcode not in WEIGHT_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
+        return
+    w = tensors[op.inputs[1]]
+    q = w.quantization
+    if q is None or q.scale.size <= 1:
+        return
+    qd = q.quantized_dimension
+    if not 0 <= qd < len(w.shape) or w.shape[qd] != q.scale.size:
+        raise fb.fail(f"{op.opcode} op {op.index} weights tensor {w.index} '{w.name}': "
+                      f"{q.scale.size} scales along dimension {qd} of shape {list(w.shape)}")
 
 
 def _operator(fb: FlatBuf, table: int, index: int, opcodes: list[str], n_tensors: int) -> Operator:
