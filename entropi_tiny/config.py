@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, printable as _name
 
 ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("builtin", "cifar10", "cifar100", "imagefolder:PATH")
@@ -225,13 +225,6 @@ def check_number(where: str, value: Any, integer: bool = False) -> float | int:
     default = 0 if integer else 0.0
     section, _, key = where.partition(".")
     return _coerce(section, key, value, default)
-
-
-def _name(text: Any) -> str:
-    """A key, section or file name for an error message: control characters
-    (newlines, ANSI escapes) escaped, so the message stays one plain line."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:

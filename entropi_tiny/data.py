@@ -36,7 +36,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import DataConfig
-from .errors import UserError
+from .errors import UserError, printable as _name
 
 IMAGE_SIZE = 32
 # CIFAR-10 channel statistics; one fixed normalisation for source and target,
@@ -156,12 +156,6 @@ def _imagefolder(root: Path, domains: tuple[str, ...], test_fraction: float) -> 
     train, test = _split_files(per_class, test_fraction)
     return Task(f"imagefolder:{root}", tuple(classes),
                 _load_files(train, classes, root), _load_files(test, classes, root))
-
-
-def _name(path) -> str:
-    """A path for an error message, control characters escaped (one plain line)."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _check_classes(classes: list[str], root: Path) -> list[str]:

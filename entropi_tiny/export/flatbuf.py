@@ -32,18 +32,11 @@ import struct
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, printable  # noqa: F401  (re-exported)
 
 
 STRUCTURE_FACTOR = 2          # elements materialised per byte of the file
 BUDGET_BASE = 1 << 16         # so that tiny test files are never starved
-
-
-def printable(text) -> str:
-    """Text for a one-line message: newlines, ANSI escapes and other control
-    characters written as Python escapes (\\n, \\x1b), everything else kept."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class Budget:

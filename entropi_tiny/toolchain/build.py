@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..atomic import write_bytes, write_json, write_text
 from ..boards import FIRMWARE_DIR, Board
-from ..errors import UserError
+from ..errors import UserError, printable
 from .tools import find_tool
 
 CFLAGS = ("-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
@@ -100,7 +100,7 @@ def compile_firmware(board: Board, sources: list[Path], include_dirs: list[Path]
     sources = [_abs(s) for s in sources]
     for src in sources:
         if not src.is_file():
-            raise UserError(f"firmware source not found: {_printable(src)}")
+            raise UserError(f"firmware source not found: {printable(src)}")
     remove_stale_build_dirs(out_dir)
 
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out_dir) as tmp_name:
@@ -154,11 +154,6 @@ def _abs(path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _printable(text) -> str:
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def _hold(folder: Path):
     """An exclusive flock on folder/.lock, held while the build works there."""
     f = open(folder / LOCK_NAME, "w")
@@ -190,7 +185,7 @@ def remove_stale_build_dirs(out_dir: Path, grace_s: float = 60.0) -> list[Path]:
 
 def _define(name: str, value) -> str:
     if not _IDENT.match(str(name)) or any(c in str(value) for c in "\n\r\0"):
-        raise UserError(f"bad preprocessor define {_printable(name)}={_printable(value)}")
+        raise UserError(f"bad preprocessor define {printable(name)}={printable(value)}")
     return f"-D{name}" if value is None else f"-D{name}={value}"
 
 
