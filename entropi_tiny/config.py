@@ -198,6 +198,7 @@ RANGES: dict[str, Range] = {
     "firmware.stack_bytes": Range(2048, 256 * 1024, multiple=8),
 }
 FALLBACK_RANGE = Range(-(2**31), 2**31 - 1)
+MAX_LIST = 1000                        # seeds, domains, prunable kinds
 
 
 def _show(value: Any, limit: int = 60) -> str:
@@ -252,6 +253,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise UserError(f"config key '{where}' must be a list, got {_show(value)}")
+        if len(value) > MAX_LIST:
+            raise UserError(f"config key '{where}' lists {len(value)} items, more than {MAX_LIST}")
         kind = type(default[0]) if default else type(value[0]) if value else str
         return tuple(_coerce(section, key, v, kind()) for v in value)
     if not isinstance(value, str):

@@ -70,6 +70,7 @@ DEEP = "[" * 5000 + "]" * 5000
     ("prune.epochs=1e400", "integer"),
     ("prune.min_alpha=1", "prune.min_alpha"),
     ("transfer.seeds=[0, -3]", "transfer.seeds"),
+    ("transfer.seeds=[" + "1," * 5000 + "]", "more than 1000"),
     ("transfer.lr_decay=0", "transfer.lr_decay"),
     ("firmware.stack_bytes=0", "firmware.stack_bytes"),
     ("firmware.stack_bytes=-4096", "firmware.stack_bytes"),
