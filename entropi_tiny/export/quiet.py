@@ -9,7 +9,9 @@ TF_CPP_MIN_LOG_LEVEL (set in export/__init__.py, before anything can import
 TensorFlow) is not enough: TensorFlow, LiteRT and TFLM each carry their own
 absl, which prints "All log messages before absl::InitializeLog() ..." and an
 oneDNN notice on fd 2 whatever that variable says, and absl-py logs Python
-warnings to stderr. So the first import of each goes through import_quietly:
+warnings to stderr (the converter also warns through Python's warnings, e.g.
+"Statistics for quantized inputs were expected"). So the first import of
+each goes through import_quietly, and the conversion through quiet_fd2:
 fd 2 points at a temporary file while it runs (its text is written out only
 if the import fails), and absl-py's logger is set to errors only. A command
 that then fails prints its one `error:` line and nothing before it.
@@ -22,15 +24,18 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from types import ModuleType
 
 
 @contextlib.contextmanager
 def quiet_fd2():
-    """Silence C++ log lines on fd 2 for the duration (written out if it raises)."""
+    """Silence C++ log lines on fd 2, and Python warnings, for the duration (the
+    fd 2 text is written out if it raises)."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         os.dup2(log.fileno(), 2)
         ok = False
         try:
