@@ -9,8 +9,10 @@ Modules, in pipeline order: fold (BatchNorm into conv), onnx_export (+ onnxrunti
 check), onnx_to_tf (NHWC TF graph), tflite (int8 conversion), tflite_ops (op
 inspection and the allowed-op check), tflm (TFLM / LiteRT runs, arena size),
 weights (pruned zeros stay zeros), pipeline (all of it, with the report); then
-tflite_model + flatbuf (a bounds-checked .tflite reader), sparse_* (the sparse
-weight image, docs/sparse_image.md). This file imports nothing, so reading a
+tflite_model + flatbuf (the one .tflite reader: bounds-checked, its work
+budgeted by the file size; tflite_ops is a layer over it), sparse_* (the sparse
+weight image, docs/sparse_image.md), quiet (TensorFlow imported without its
+log lines). This file imports nothing, so reading a
 sparse image never loads TensorFlow; modules that do import torch first.
 """
 
