@@ -56,6 +56,10 @@ def _put(key, value):
     (_put("num_classes", 1), "'num_classes'"),
     (_put("num_classes", True), "'num_classes' must be an integer"),
     (_put("width", 1e9), "model.width"),
+    (_put("width", 2.0), "weights do not fit"),             # in range, but not these weights
+    (lambda m: m.update(num_classes=90_000, classes=[f"c{i}" for i in range(90_000)]),
+     "weights do not fit"),
+    (_put("arch", "mobilenet_v3_large"), "weights do not fit"),
     (_put("width", math.nan), "finite"),
     (_put("width", "wide"), "model.width"),
     (_put("alpha_actual", 7.0), "'alpha_actual'"),
@@ -71,7 +75,13 @@ def _put(key, value):
 def test_hostile_metadata_is_refused_before_a_model_is_built(tmp_path, monkeypatch, edit, needle):
     path = _level(tmp_path, meta_edit=edit)
     built = []
-    monkeypatch.setattr(models, "build_model", lambda *a, **k: built.append(a))
+    real = models.build_model
+
+    def spy(*a, **k):                      # a model on the meta device costs no memory
+        if torch.empty(0).device.type != "meta":
+            built.append(a)
+        return real(*a, **k)
+    monkeypatch.setattr(models, "build_model", spy)
     with pytest.raises(UserError, match=None) as e:
         ckpt.load_level(path)
     msg = str(e.value)

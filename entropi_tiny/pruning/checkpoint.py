@@ -11,8 +11,9 @@ it claims to be, so a corrupt or foreign file is a one-line UserError.
 
 Before any model is built from a file, its metadata is checked field by field
 (check_level_meta: types and ranges, the model size through config's declared
-ranges, so a crafted width or class count cannot make us allocate gigabytes),
-and its masks against the model (check_masks). A resume file's epoch, losses
+ranges), then its weights' shapes against a model built on torch's meta
+device (check_state_shapes), so a crafted width or class count cannot make us
+allocate more than the file holds; then its masks against the model (check_masks). A resume file's epoch, losses
 and masks are checked the same way (check_partial). The checks are plain
 functions, so every stage that reads these files can call them.
 """
@@ -139,9 +140,30 @@ def _mask_names(model: nn.Module, meta: dict):
     return list(prunable_parameters(model, tuple(include)))
 
 
+def check_state_shapes(meta: dict, state: Any, path: Path) -> None:
+    """The weights in the file have exactly the names and shapes of the model the
+    metadata describes, checked on a model built on torch's meta device (no
+    memory), so building the real one allocates no more than the file holds."""
+    if not isinstance(state, dict):
+        raise _bad(path, "has no weights")
+    with torch.device("meta"):
+        probe = models.build_model(meta["arch"], meta["num_classes"], float(meta["width"]))
+    want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    for key, shape in want.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
+            found = list(got.shape) if isinstance(got, torch.Tensor) else "none"
+            raise _bad(path, f"weights do not fit a {meta['arch']} of width {meta['width']} with "
+                             f"{meta['num_classes']} classes: {_short(key)} is {found}, not {list(shape)}")
+    extra = sorted(str(k) for k in set(state) - set(want))
+    if extra:
+        raise _bad(path, f"holds weights the model lacks, e.g. {_short(extra[0])}")
+
+
 def load_level(path: Path) -> tuple[nn.Module, dict, dict]:
     obj = atomic.load_torch(path, LEVEL_FORMAT)
     meta = check_level_meta(obj.get("meta"), path)
+    check_state_shapes(meta, obj.get("state_dict"), path)
     model = models.build_model(meta["arch"], meta["num_classes"], float(meta["width"]))
     load_state(model, obj.get("state_dict"), path)
     masks = check_masks(obj.get("masks"), model, path, _mask_names(model, meta))
