@@ -14,17 +14,21 @@ minutes on two CPU cores. A TOML file has one table per section:
     epochs = 5
 
 Precedence, lowest first: dataclass defaults, preset, TOML file, `--set`.
-An unknown section or key, or a value of the wrong type, is a UserError.
+An unknown section or key, a value of the wrong type, or a number outside
+its declared range (RANGES below; NaN and infinities never pass) is a
+UserError, raised before any work starts, so a bad setting never reaches a
+run folder's config.json.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, printable as _name
 
 ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("builtin", "cifar10", "cifar100", "imagefolder:PATH")
@@ -132,37 +136,142 @@ def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+@dataclass(frozen=True)
+class Range:
+    """Closed interval [low, high] of a numeric setting, open at an end when asked;
+    `multiple` requires an integer multiple of it (the stack's 8-byte alignment)."""
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    multiple: int = 1
+
+    def text(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+        return (f"{'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}"
+                f"{')' if self.high_open else ']'}")
+
+    def holds(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below and (self.multiple == 1 or v % self.multiple == 0)
+
+
+_COUNT = Range(1, 1_000_000)           # epochs, batch sizes, image counts
+_SEED = Range(0, 2**32 - 1)            # numpy and the C head's xorshift take 32 bits
+_LR = Range(0, 10, low_open=True)
+_UNIT = Range(0, 1, high_open=True)    # momentum: 1 would never forget a gradient
+# The declared range of every numeric setting, checked as a value is read (a
+# tuple's elements each). A numeric key missing here gets FALLBACK_RANGE;
+# tests/test_config.py requires every key of Config() to be listed.
+RANGES: dict[str, Range] = {
+    "data.test_fraction": Range(0, 1, low_open=True, high_open=True),
+    "model.width": Range(0, 4, low_open=True),
+    "prune.rate": Range(0, 1, low_open=True, high_open=True),
+    "prune.levels": Range(1, 100),
+    "prune.min_alpha": _UNIT,
+    "prune.epochs": _COUNT,
+    "prune.batch_size": _COUNT,
+    "prune.lr": _LR,
+    "prune.momentum": _UNIT,
+    "prune.weight_decay": Range(0, 1),
+    "prune.rewind_epoch": Range(0, 1_000_000),
+    "prune.seed": _SEED,
+    "select.levels_m": Range(2, 256),
+    "select.batch_size": _COUNT,
+    "transfer.lr": _LR,
+    "transfer.lr_decay": Range(0, 1, low_open=True),
+    "transfer.batch_size": _COUNT,
+    "transfer.epochs": _COUNT,
+    "transfer.seeds": _SEED,
+    "export.calib_images": _COUNT,
+    "export.check_images": _COUNT,
+    # Firmware settings end up as C constants and sizes in a 320 KiB RAM.
+    "firmware.train_per_class": Range(1, 10_000),
+    "firmware.test_per_class": Range(1, 10_000),
+    "firmware.epochs": Range(1, 100_000),
+    "firmware.lr": _LR,
+    "firmware.lr_decay": Range(0, 1, low_open=True),
+    "firmware.momentum": _UNIT,
+    "firmware.weight_decay": Range(0, 1),
+    "firmware.batch_size": Range(1, 1_000),
+    "firmware.seed": _SEED,
+    # Below 2 KiB not even the startup code and printf fit; above 256 KiB
+    # nothing is left of the F746's RAM for the model. AAPCS wants 8-byte alignment.
+    "firmware.stack_bytes": Range(2048, 256 * 1024, multiple=8),
+}
+FALLBACK_RANGE = Range(-(2**31), 2**31 - 1)
+MAX_LIST = 1000                        # seeds, domains, prunable kinds
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for an error message: repr (which escapes newlines), cut short."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_range(where: str, value: float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key '{where}' must be a finite number, got {value}")
+    rng = RANGES.get(where, FALLBACK_RANGE)
+    if not rng.holds(value):
+        extra = f" and a multiple of {rng.multiple}" if rng.multiple > 1 else ""
+        raise UserError(f"config key '{where}' must be in {rng.text()}{extra}, got {_show(value)}")
+
+
+def check_number(where: str, value: Any, integer: bool = False) -> float | int:
+    """`value` as the setting `where` ("model.width") requires, or UserError: the
+    same type and range check as a config file, for values read back from
+    elsewhere (a checkpoint's metadata, a run folder's config.json)."""
+    default = 0 if integer else 0.0
+    section, _, key = where.partition(".")
+    return _coerce(section, key, value, default)
+
+
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"{section}.{key}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise UserError(f"config key '{where}' must be true or false, got {value!r}")
+            raise UserError(f"config key '{where}' must be true or false, got {_show(value)}")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config key '{where}' must be an integer, got {value!r}")
+            raise UserError(f"config key '{where}' must be an integer, got {_show(value)}")
+        _check_range(where, value)
         return value
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config key '{where}' must be a number, got {value!r}")
-        return float(value)
+            raise UserError(f"config key '{where}' must be a number, got {_show(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise UserError(f"config key '{where}' is too large, got {_show(value)}") from None
+        _check_range(where, number)
+        return number
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"config key '{where}' must be a list, got {value!r}")
+            raise UserError(f"config key '{where}' must be a list, got {_show(value)}")
+        if len(value) > MAX_LIST:
+            raise UserError(f"config key '{where}' lists {len(value)} items, more than {MAX_LIST}")
         kind = type(default[0]) if default else type(value[0]) if value else str
         return tuple(_coerce(section, key, v, kind()) for v in value)
     if not isinstance(value, str):
-        raise UserError(f"config key '{where}' must be a string, got {value!r}")
+        raise UserError(f"config key '{where}' must be a string, got {_show(value)}")
     return value
 
 
 def _apply(cfg: Config, updates: dict[str, Any], origin: str) -> Config:
     sections = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    origin = _name(origin)
     for section, values in updates.items():
         if section not in sections:
-            raise UserError(f"unknown config section '{section}' in {origin} "
+            raise UserError(f"unknown config section '{_name(section)}' in {origin} "
                             f"(known: {', '.join(sections)})")
         if not isinstance(values, dict):
             raise UserError(f"config section '{section}' in {origin} must be a table")
@@ -171,7 +280,7 @@ def _apply(cfg: Config, updates: dict[str, Any], origin: str) -> Config:
         changes = {}
         for key, value in values.items():
             if key not in known:
-                raise UserError(f"unknown config key '{section}.{key}' in {origin}")
+                raise UserError(f"unknown config key '{section}.{_name(key)}' in {origin}")
             changes[key] = _coerce(section, key, value, known[key])
         sections[section] = dataclasses.replace(current, **changes)
     return Config(**sections)
@@ -180,11 +289,11 @@ def _apply(cfg: Config, updates: dict[str, Any], origin: str) -> Config:
 def parse_override(text: str) -> dict[str, dict[str, Any]]:
     """'prune.epochs=3' -> {'prune': {'epochs': 3}} (the value is read as TOML)."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise UserError(f"override '{text}' must look like section.key=value")
+        raise UserError(f"override '{_name(text)}' must look like section.key=value")
     dotted, raw = text.split("=", 1)
     section, key = dotted.strip().split(".", 1)
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = _parse_toml(f"v = {raw}", f"--set {section}.{key}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return {section: {key: value}}
@@ -199,6 +308,14 @@ def config_from_dict(saved: Any, origin: str) -> Config:
     return cfg
 
 
+def _parse_toml(text: str, origin: str) -> dict:
+    """tomllib.loads, with a nesting too deep for its recursion a UserError."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise UserError(f"{_name(origin)} nests arrays or tables too deeply") from None
+
+
 def load_config(preset: str = "quick", toml_path: str | Path | None = None,
                 overrides: tuple[str, ...] | list[str] = (), base: Config | None = None) -> Config:
     """Preset (or `base`, e.g. a run folder's saved config), then TOML, then --set."""
@@ -211,11 +328,14 @@ def load_config(preset: str = "quick", toml_path: str | Path | None = None,
     if toml_path is not None:
         path = Path(toml_path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = _parse_toml(path.read_bytes().decode("utf-8"), f"config file {path}")
         except OSError as e:
-            raise UserError(f"cannot read config file {path}: {e.strerror}") from None
+            raise UserError(f"cannot read config file {_name(path)}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"config file {_name(path)} is not UTF-8 text "
+                            f"(byte {e.start}); TOML files must be UTF-8") from None
         except tomllib.TOMLDecodeError as e:
-            raise UserError(f"config file {path} is not valid TOML: {e}") from None
+            raise UserError(f"config file {_name(path)} is not valid TOML: {e}") from None
         cfg = _apply(cfg, data, str(path))
     for text in overrides:
         cfg = _apply(cfg, parse_override(text), f"--set {text}")
@@ -224,8 +344,14 @@ def load_config(preset: str = "quick", toml_path: str | Path | None = None,
 
 
 def validate(cfg: Config) -> None:
+    for section in fields(cfg):        # types and ranges again: a Config built in code
+        current = getattr(cfg, section.name)
+        for f in fields(current):
+            _coerce(section.name, f.name, getattr(current, f.name), f.default
+                    if f.default is not dataclasses.MISSING else f.default_factory())
     if cfg.model.arch not in ARCHS:
-        raise UserError(f"unknown model '{cfg.model.arch}' (choose from {', '.join(ARCHS)})")
+        raise UserError(f"unknown model '{_name(cfg.model.arch)}' "
+                        f"(choose from {', '.join(ARCHS)})")
     if cfg.model.width <= 0:
         raise UserError(f"model.width must be positive, got {cfg.model.width}")
     for role in ("source", "target"):
@@ -233,7 +359,7 @@ def validate(cfg: Config) -> None:
         if role == "target" and spec == NO_TARGET:
             continue
         if spec not in DATASETS[:3] and not spec.startswith("imagefolder:"):
-            raise UserError(f"unknown dataset '{spec}' for data.{role} "
+            raise UserError(f"unknown dataset '{_name(spec)}' for data.{role} "
                             f"(choose from {', '.join(DATASETS)})")
     p = cfg.prune
     if not 0.0 < p.rate < 1.0:
@@ -248,7 +374,8 @@ def validate(cfg: Config) -> None:
     if cfg.select.levels_m < 2:
         raise UserError(f"select.levels_m (M) must be >= 2, got {cfg.select.levels_m}")
     if cfg.select.criterion not in ("exact", "bound"):
-        raise UserError(f"select.criterion must be 'exact' or 'bound', got '{cfg.select.criterion}'")
+        raise UserError(f"select.criterion must be 'exact' or 'bound', "
+                        f"got '{_name(cfg.select.criterion)}'")
     if not 0.0 < cfg.data.test_fraction < 1.0:
         raise UserError("data.test_fraction must be in (0, 1)")
     if cfg.export.calib_images < 1 or cfg.export.check_images < 1:

@@ -11,10 +11,22 @@ augmentation seedable, which exact resume needs). Specs:
     cifar10, cifar100  torchvision's copies under data_root (downloaded if online)
     imagefolder:PATH   PATH/{train,test}/<class>/*, PATH/<class>/*, or
                        PATH/<domain>/<class>/* (PACS, VLCS; choose domains)
+
+In an ImageFolder tree, the images in nested subfolders of a class belong to
+that class; hidden files and folders are ignored; files that are not images
+by their suffix (Thumbs.db, desktop.ini, notes) are skipped with a count in
+the log. Every image is resized to 32x32, whatever its size. A tree needs two
+classes or more (a head over one class learns nothing). An image is refused
+from its declared size, before it is decoded, when it would exceed
+MAX_PIXELS, so a decompression bomb costs neither memory nor time; JPEGs are
+decoded at a reduced scale where the format allows it.
 """
 from __future__ import annotations
 
 import io
+import logging
+import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +36,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import DataConfig
-from .errors import UserError
+from .errors import UserError, printable as _name
 
 IMAGE_SIZE = 32
 # CIFAR-10 channel statistics; one fixed normalisation for source and target,
@@ -34,6 +46,8 @@ STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 BUILTIN_ZIP = Path(__file__).parent / "assets" / "builtin_cifar10.zip"
 BUILTIN_SOURCE_LABELS = range(0, 5)
+MAX_PIXELS = 40_000_000        # declared width x height; a 24 MP camera photo passes
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,62 +134,93 @@ def _torchvision_cifar(name: str, data_root: str) -> Task:
 
 def _imagefolder(root: Path, domains: tuple[str, ...], test_fraction: float) -> Task:
     if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist")
+        raise UserError(f"data folder {_name(root)} does not exist")
     subdirs = _visible_dirs(root)
     if not subdirs:
-        raise UserError(f"data folder {root} is empty (expected class or domain folders)")
+        raise UserError(f"data folder {_name(root)} is empty (expected class or domain folders)")
     names = {d.name for d in subdirs}
+    skipped: list[Path] = []
     if {"train", "test"} <= names:
-        train, test = _class_tree(root / "train"), _class_tree(root / "test")
-        classes = sorted(set(train) | set(test))
+        train = _class_tree(root / "train", skipped)
+        test = _class_tree(root / "test", skipped)
+        classes = _check_classes(sorted(set(train) | set(test)), root)
+        _report_skipped(skipped, root)
         return Task(f"imagefolder:{root}", tuple(classes),
                     _load_files(train, classes, root), _load_files(test, classes, root))
-    if any(_has_images(d) for d in subdirs):
-        per_class = _class_tree(root)             # one domain: PATH/<class>/*
+    if any(_has_files(d) for d in subdirs):
+        per_class = _class_tree(root, skipped)    # one domain: PATH/<class>/*
     else:
-        per_class = _domain_tree(root, subdirs, domains)
-    classes = sorted(per_class)
+        per_class = _domain_tree(root, subdirs, domains, skipped)
+    classes = _check_classes(sorted(per_class), root)
+    _report_skipped(skipped, root)
     train, test = _split_files(per_class, test_fraction)
     return Task(f"imagefolder:{root}", tuple(classes),
                 _load_files(train, classes, root), _load_files(test, classes, root))
+
+
+def _check_classes(classes: list[str], root: Path) -> list[str]:
+    if len(classes) < 2:
+        found = f"only '{_name(classes[0])}'" if classes else "none"
+        raise UserError(f"data folder {_name(root)} has {found} as its classes; a classification "
+                        "head needs two classes or more")
+    return classes
+
+
+def _report_skipped(skipped: list[Path], root: Path) -> None:
+    if skipped:
+        examples = ", ".join(sorted({_name(p.name) for p in skipped})[:3])
+        log.warning("skipped %d non-image file(s) in %s (%s)", len(skipped), _name(root), examples)
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _has_images(folder: Path) -> bool:
+def _has_files(folder: Path) -> bool:
     return any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
 
 
-def _class_tree(folder: Path) -> dict[str, list[Path]]:
-    """<folder>/<class>/<file>: every visible file must be an image."""
+def _class_files(folder: Path, skipped: list[Path]) -> list[Path]:
+    """Every visible image under `folder`, nested subfolders included (symlinked
+    folders are not followed, so a link loop cannot recurse); non-images go to
+    `skipped`."""
+    files = []
+    for top, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for n in sorted(names):
+            p = Path(top) / n
+            if n.startswith(".") or not p.is_file():
+                continue
+            (files if p.suffix.lower() in IMAGE_SUFFIXES else skipped).append(p)
+    return files
+
+
+def _class_tree(folder: Path, skipped: list[Path]) -> dict[str, list[Path]]:
+    """<folder>/<class>/**/<image>: a class's images, however deeply nested."""
     if not folder.is_dir():
-        raise UserError(f"data folder {folder} does not exist")
+        raise UserError(f"data folder {_name(folder)} does not exist")
     tree = {}
     for d in _visible_dirs(folder):
-        files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
-        for p in files:
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise UserError(f"not an image file: {p}")
+        files = _class_files(d, skipped)
         if files:
             tree[d.name] = files
     if not tree:
-        raise UserError(f"data folder {folder} holds no images")
+        raise UserError(f"data folder {_name(folder)} holds no images")
     return tree
 
 
-def _domain_tree(root: Path, subdirs: list[Path], domains: tuple[str, ...]) -> dict:
+def _domain_tree(root: Path, subdirs: list[Path], domains: tuple[str, ...],
+                 skipped: list[Path]) -> dict:
     available = [d.name for d in subdirs]
     unknown = [d for d in domains if d not in available]
     if unknown:
-        raise UserError(f"unknown domain '{unknown[0]}' in {root} "
+        raise UserError(f"unknown domain '{_name(unknown[0])}' in {_name(root)} "
                         f"(available: {', '.join(available)})")
     merged: dict[str, list[Path]] = {}
     for d in subdirs:
         if domains and d.name not in domains:
             continue
-        for cls, files in _class_tree(d).items():
+        for cls, files in _class_tree(d, skipped).items():
             merged.setdefault(cls, []).extend(files)
     return merged
 
@@ -194,35 +239,44 @@ def _split_files(per_class: dict, test_fraction: float) -> tuple[dict, dict]:
 
 
 def _load_files(tree: dict[str, list[Path]], classes: list[str], root: Path) -> Split:
-    images, labels, first_size = [], [], None
+    images, labels = [], []
     for cls, files in sorted(tree.items()):
         for p in files:
-            img = _open(p)
-            if first_size is None:
-                first_size = (img.size, p)
-            elif img.size != first_size[0]:
-                raise UserError(f"mixed image sizes in {root}: {first_size[1]} is "
-                                f"{first_size[0][0]}x{first_size[0][1]}, {p} is "
-                                f"{img.size[0]}x{img.size[1]}")
-            images.append(_resize(img))
+            images.append(_open(p))
             labels.append(classes.index(cls))
-    return _to_split(images, labels, str(root))
+    return _to_split(images, labels, _name(root))
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise UserError(f"not a readable image: {path}") from None
+        with open(path, "rb") as f:
+            return _decode_file(f, path)
+    except OSError as e:
+        raise UserError(f"cannot read image {_name(path)}: {e.strerror or e}") from None
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
+    return _decode_file(io.BytesIO(data), name)
+
+
+def _decode_file(f, name) -> np.ndarray:
+    """One image file as 32x32 RGB uint8. The header is read first: a declared
+    size over MAX_PIXELS is refused before any pixel is decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return _resize(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError):
-        raise UserError(f"not a readable image: {name}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS or w < 1 or h < 1:
+                    raise UserError(f"image {_name(name)} declares {w}x{h} pixels, more than the "
+                                    f"{MAX_PIXELS:,} accepted (a decompression bomb?)")
+                img.draft("RGB", (IMAGE_SIZE * 4, IMAGE_SIZE * 4))   # JPEG: decode at 1/2..1/8
+                return _resize(img.convert("RGB"))
+    except Image.DecompressionBombError:
+        raise UserError(f"image {_name(name)} declares more pixels than accepted "
+                        "(a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise UserError(f"not a readable image: {_name(name)}") from None
 
 
 def _resize(img: Image.Image) -> np.ndarray:

@@ -79,7 +79,7 @@ def test_select_m_below_two_writes_nothing(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run / "levels", copy / "levels")
     r = run_cli("select", "--run-dir", str(copy), "--levels-m", "1")
-    assert_one_line_error(r, "must be >= 2")
+    assert_one_line_error(r, "'select.levels_m' must be in [2, 256]")
     assert not RunPaths(copy).entropy_json.exists()
 
 

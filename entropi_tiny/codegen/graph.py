@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
-from ..export.tflite_model import TfliteModel
+from ..export.tflite_model import SUPPORTED_OPS, TfliteModel  # the one list of supported ops
 from . import quant_params as qp
-
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN", "PAD",
-                 "HARD_SWISH", "RESHAPE")
 
 
 @dataclass

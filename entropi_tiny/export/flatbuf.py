@@ -1,7 +1,7 @@
 """Bounds-checked reading of a FlatBuffer, the container format of .tflite files.
 
 Usage:
-    fb = FlatBuf(data, label="model.tflite")
+    fb = FlatBuf(data, label="model.tflite")          # budget: STRUCTURE_FACTOR x len(data)
     root = fb.root()                      # position of the root table
     version = fb.scalar(root, 0, "<I", 0) # field slot 0, default 0
     for t in fb.tables(root, 2): ...      # vector of tables in slot 2
@@ -9,7 +9,13 @@ Usage:
 The generated FlatBuffers code trusts its input: a corrupt length makes it
 read past the end or loop for a very long time. Here every read checks that
 the bytes it needs lie inside the buffer, and every vector's length is checked
-against the bytes left, so the work done is bounded by the file size. Any
+against the bytes left. That alone does not bound the work: FlatBuffers let
+many fields point at one vector (60,000 tensors sharing one 60,000-entry shape
+is a legal 480 KB file that would cost 3.6e9 elements). So every element we
+materialise (a vector's entries, a string's bytes, a table in a vector) is
+charged to a Budget of STRUCTURE_FACTOR elements per byte of the file; a file
+that asks for more is refused in one line. A well-formed file stores each
+element once, in at least one byte, so it never comes near the budget. Any
 inconsistency raises UserError with one line naming the file and the offset.
 
 FlatBuffers in brief (all little-endian): the file starts with a uint32
@@ -26,17 +32,40 @@ import struct
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, printable  # noqa: F401  (re-exported)
+
+
+STRUCTURE_FACTOR = 2          # elements materialised per byte of the file
+BUDGET_BASE = 1 << 16         # so that tiny test files are never starved
+
+
+class Budget:
+    """A count of elements that reading one file may still materialise."""
+
+    def __init__(self, limit: int, label: str, what: str):
+        self.left = int(limit)
+        self.limit = int(limit)
+        self.label = label
+        self.what = what
+
+    def charge(self, n: int, why: str) -> None:
+        self.left -= int(n)
+        if self.left < 0:
+            raise UserError(f"{self.label}: reading it needs more than {self.limit:,} {self.what} "
+                            f"(a budget of its file size), refused at {why}; "
+                            "its structure repeats shared data")
 
 
 class FlatBuf:
-    def __init__(self, data: bytes, label: str = "flatbuffer"):
+    def __init__(self, data: bytes, label: str = "flatbuffer", budget: Budget | None = None):
         self.data = bytes(data)
-        self.label = label
+        self.label = printable(label)
+        self.budget = budget or Budget(STRUCTURE_FACTOR * len(self.data) + BUDGET_BASE,
+                                       self.label, "elements")
 
     def fail(self, what: str, pos: int | None = None) -> UserError:
         where = f" at offset {pos}" if pos is not None else ""
-        return UserError(f"corrupt {self.label}: {what}{where}")
+        return UserError(f"corrupt {self.label}: {printable(what)}{where}")
 
     # -- primitives -------------------------------------------------------
     def need(self, pos: int, size: int, what: str) -> None:
@@ -99,14 +128,16 @@ class FlatBuf:
     def array(self, table: int, slot: int, dtype: str) -> np.ndarray | None:
         """A vector of scalars as a numpy array (copy); None if absent."""
         dt = np.dtype(dtype)
-        start, count = self.vector(table, slot, dt.itemsize)
         if self.field(table, slot, 4) is None:
             return None
+        start, count = self.vector(table, slot, dt.itemsize)
+        self.budget.charge(count, f"a vector of {count} elements in field {slot}")
         return np.frombuffer(self.data, dtype=dt, count=count, offset=start).copy()
 
     def tables(self, table: int, slot: int) -> list[int]:
         """Positions of the tables in a vector-of-tables field."""
         start, count = self.vector(table, slot, 4)
+        self.budget.charge(count, f"a vector of {count} tables in field {slot}")
         return [self.indirect(start + 4 * i, f"element {i} of field {slot}") for i in range(count)]
 
     def string(self, table: int, slot: int) -> str | None:

@@ -37,6 +37,7 @@ import onnx  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
+from .quiet import import_quietly  # noqa: E402
 
 SUPPORTED_OPS = ("Conv", "Relu", "Clip", "Add", "Mul", "HardSwish", "HardSigmoid",
                  "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Gemm", "MatMul",
@@ -56,7 +57,7 @@ class _Act:
 
 def onnx_to_tf(onnx_bytes: bytes, image_size: int = 32):
     """A tf.function computing the ONNX graph on (1, H, W, 3) float NHWC input."""
-    import tensorflow as tf
+    tf = import_quietly("tensorflow")
 
     model = onnx.load_from_string(onnx_bytes)
     graph = model.graph
@@ -216,7 +217,7 @@ def _translate(tf, node, env: dict, consts: dict) -> None:
 
 def _const_like(node, c: np.ndarray, layout: str):
     """An Add/Mul constant moved to the activation's layout (scalar or per channel)."""
-    import tensorflow as tf
+    tf = import_quietly("tensorflow")
 
     c = np.asarray(c, dtype=np.float32)
     if c.size == 1:

@@ -13,10 +13,7 @@ as DENSIFY, RELU_0_TO_1 or a QUANTIZE/DEQUANTIZE float island fails the export.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ sys.modules.setdefault("triton", None)  # import-order crash, see DESIGN.md sect
 
 from ..atomic import write_bytes  # noqa: E402
 from ..errors import UserError  # noqa: E402
+from .quiet import import_quietly, quiet_fd2  # noqa: E402
 from .tflite_ops import check_allowed_ops, parse_tflite  # noqa: E402
 
 MAX_CALIB = 500   # more images barely move the ranges and cost seconds each
@@ -32,7 +30,7 @@ MAX_CALIB = 500   # more images barely move the ranges and cost seconds each
 
 def convert_int8(tf_fn, calib_images_nchw: np.ndarray) -> bytes:
     """Full-integer int8 TFLite flatbuffer of `tf_fn`, calibrated on the images."""
-    import tensorflow as tf
+    tf = import_quietly("tensorflow")
 
     calib = np.asarray(calib_images_nchw, dtype=np.float32)
     if calib.ndim != 4 or len(calib) == 0:
@@ -52,7 +50,7 @@ def convert_int8(tf_fn, calib_images_nchw: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with _quiet_fd2():
+    with quiet_fd2():
         data = converter.convert()
     check_allowed_ops(parse_tflite(data))
     return data
@@ -61,22 +59,3 @@ def convert_int8(tf_fn, calib_images_nchw: np.ndarray) -> bytes:
 def write_tflite(path: Path, data: bytes) -> None:
     check_allowed_ops(parse_tflite(data))
     write_bytes(path, data)
-
-
-@contextlib.contextmanager
-def _quiet_fd2():
-    """Silence the converter's C++ log lines on fd 2 (kept if conversion fails)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                log.seek(0)
-                sys.stderr.write(log.read().decode(errors="replace")[-4000:])

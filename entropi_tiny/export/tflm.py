@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .quiet import import_quietly
 from .tflite_ops import io_quant, parse_tflite
 
 ARENA_STEP = 16            # TFLM aligns arena allocations to 16 bytes
@@ -59,7 +60,7 @@ def dequantize_output(out_int8: np.ndarray, model) -> np.ndarray:
 
 def run_tflm(path: Path, inputs_int8: np.ndarray, arena_size: int | None = None) -> np.ndarray:
     """Outputs of the TFLM Python interpreter, one invoke per image."""
-    from tflite_micro.python.tflite_micro import runtime
+    runtime = import_quietly("tflite_micro.python.tflite_micro.runtime")
 
     path = Path(path)
     model = parse_tflite(path)
@@ -77,7 +78,8 @@ def run_tflm(path: Path, inputs_int8: np.ndarray, arena_size: int | None = None)
 
 def run_litert_ref(path: Path, inputs_int8: np.ndarray) -> np.ndarray:
     """Outputs of ai-edge-litert with the reference (BUILTIN_REF) kernels."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    litert = import_quietly("ai_edge_litert.interpreter")
+    Interpreter, OpResolverType = litert.Interpreter, litert.OpResolverType
 
     path = Path(path)
     model = parse_tflite(path)

@@ -100,8 +100,8 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
     start, losses = 0, []
     partial = paths.level_partial(level)
     if partial.is_file():
-        saved_masks, start, losses = ckpt.load_partial(partial, model, opt, params,
-                                                       cfg.prune.epochs)
+        saved_masks, start, losses = ckpt.load_partial(partial, model, opt, names=list(params),
+                                                       epochs=cfg.prune.epochs)
         masks = {n: m.to(ctx.device) for n, m in saved_masks.items()}
     if level == 0 and start == 0 and cfg.prune.rewind and cfg.prune.rewind_epoch == 0 \
             and ctx.is_main:

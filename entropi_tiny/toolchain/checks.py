@@ -12,6 +12,7 @@ helper of libgcc (__aeabi_dmul, __aeabi_f2d, __adddf3, ...).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -29,6 +30,8 @@ _CALL = re.compile(r"<([^>+]+)(\+0x[0-9a-f]+)?>")
 def find_double_precision(elf: Path) -> list[str]:
     """Every double-precision instruction and soft-double call in `elf`, as text."""
     objdump = find_tool("arm-none-eabi-objdump")
+    # Absolute, so a file named like an option ("-oINJ/firmware.elf") stays a file.
+    elf = Path(os.path.abspath(elf))
     proc = subprocess.run([str(objdump), "-d", "--no-show-raw-insn", str(elf)],
                           capture_output=True, text=True)
     if proc.returncode != 0:

@@ -80,3 +80,6 @@ def frame_seeds(out: Path, tflite=()) -> list[Path]:
     from entropi_tiny.toolchain.frames_fuzz import write_seed_corpus
 
     return write_seed_corpus(out)
+
+
+from fuzz_tflite import tflite_seeds  # noqa: E402,F401  (the .tflite target's seeds live with it)

@@ -38,6 +38,6 @@ TARGETS = (
     # behind the CRC and fixed up again; seeds are real frames of entropi_tiny/toolchain/frames.py.
     Target("frames", ("firmware/tests/et_frames_fuzz.c", "firmware/src/et_frames.c",
                       "firmware/src/et_crc32.c"), "frame_seeds", defines=("ET_FRAMES_LIBFUZZER",)),
-    # Slot, s16-harden: the Python .tflite reader under atheris, e.g.
-    # Target("tflite", ("firmware/fuzz/fuzz_tflite.py",), "tflite_seeds", kind="atheris"),
+    # The Python .tflite reader (export/tflite_model.py) under atheris, seeded with real models.
+    Target("tflite", ("firmware/fuzz/fuzz_tflite.py",), "tflite_seeds", kind="atheris"),
 )
