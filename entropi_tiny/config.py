@@ -170,6 +170,7 @@ RANGES: dict[str, Range] = {
     "model.width": Range(0, 4, low_open=True),
     "prune.rate": Range(0, 1, low_open=True, high_open=True),
     "prune.levels": Range(1, 100),
+    "export.level": Range(-1, 99),
     "prune.min_alpha": _UNIT,
     "prune.epochs": _COUNT,
     "prune.batch_size": _COUNT,
