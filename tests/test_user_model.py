@@ -77,7 +77,7 @@ def test_model_with_an_unsupported_op_is_refused(user_tflite, tmp_path):
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    model = parse_tflite(user_tflite)
+    model = schema.ModelT.InitFromPackedBuf(user_tflite.read_bytes(), 0)
     code = model.operatorCodes[model.subgraphs[0].operators[-1].opcodeIndex]
     code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.LOGISTIC
     b = flatbuffers.Builder(1024)
@@ -94,9 +94,9 @@ def test_feature_tensor_cut_and_a_kill_between_renames(user_tflite, tmp_path):
     paths = RunPaths(run_dir)
     r = run_cli("export", "-q", "--run-dir", str(run_dir), "--tflite", str(user_tflite))
     assert r.returncode == 0, r.stderr[-3000:]
-    g = parse_tflite(user_tflite).subgraphs[0]
+    g = parse_tflite(user_tflite)
     last_input = int(g.operators[-1].inputs[0])
-    name = g.tensors[last_input].name.decode()
+    name = g.tensors[last_input].name
     # config.json is the first rename, the cut encoder the second: stop right after it.
     env = {**cli_env(), "ENTROPI_TEST_KILL_AFTER_RENAME": "2"}
     r = subprocess.run(cli_command("export", "-q", "--run-dir", str(run_dir),

@@ -21,60 +21,59 @@ import flatbuffers
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from ..errors import UserError
-from .tflite_ops import check_allowed_ops, op_name, parse_tflite
+from .tflite_model import TfliteModel
+from .tflite_ops import check_allowed_ops, parse_tflite
 
 PASS_THROUGH = ("RESHAPE", "SOFTMAX")
 
 
-def _producers(g) -> dict[int, int]:
-    return {int(t): i for i, op in enumerate(g.operators) for t in op.outputs}
+def _producers(model: TfliteModel) -> dict[int, int]:
+    return {int(t): op.index for op in model.operators for t in op.outputs}
 
 
-def _tensor_name(g, index: int) -> str:
-    return (g.tensors[index].name or b"").decode(errors="replace")
-
-
-def default_feature(model) -> int:
+def default_feature(model: TfliteModel) -> int:
     """Index of the input of the last classifier, or the output when there is none."""
-    g = model.subgraphs[0]
-    made_by = _producers(g)
-    t = int(g.outputs[0])
+    made_by = _producers(model)
+    t = int(model.outputs[0])
     while t in made_by:
-        op = g.operators[made_by[t]]
-        kind = op_name(model, op)
-        if kind == "FULLY_CONNECTED":
+        op = model.operators[made_by[t]]
+        if op.opcode == "FULLY_CONNECTED":
             return int(op.inputs[0])
-        if kind not in PASS_THROUGH:
+        if op.opcode not in PASS_THROUGH:
             break
         t = int(op.inputs[0])
-    return int(g.outputs[0])
+    return int(model.outputs[0])
 
 
-def _find(model, name: str) -> int:
-    g = model.subgraphs[0]
-    for i in range(len(g.tensors)):
-        if _tensor_name(g, i) == name:
-            return i
+def _find(model: TfliteModel, name: str) -> int:
+    for t in model.tensors:
+        if t.name == name:
+            return t.index
     raise UserError(f"the model has no tensor named {name!r} (--feature-tensor)")
 
 
-def cut_at(model, feature: int) -> bytes:
-    """The model with `feature` as its only output and only the ops it needs."""
-    g = model.subgraphs[0]
-    made_by = _producers(g)
+def cut_at(raw: bytes, model: TfliteModel, feature: int) -> bytes:
+    """The model with `feature` as its only output and only the ops it needs.
+
+    The graph walk runs on the bounds-checked reader's view (`model`); only a
+    file that reader accepted is unpacked with the schema's object API, whose
+    operator list has the same order, and packed again."""
+    made_by = _producers(model)
     if feature not in made_by:
-        raise UserError(f"tensor {_tensor_name(g, feature)!r} is not computed by any op; "
+        raise UserError(f"tensor {model.tensors[feature].name!r} is not computed by any op; "
                         "choose an activation tensor as --feature-tensor")
     keep, todo = set(), [feature]
     while todo:
         t = todo.pop()
         if t in made_by and made_by[t] not in keep:
             keep.add(made_by[t])
-            todo.extend(int(x) for x in g.operators[made_by[t]].inputs if x >= 0)
+            todo.extend(int(x) for x in model.operators[made_by[t]].inputs if x >= 0)
+    obj = schema.ModelT.InitFromPackedBuf(raw, 0)
+    g = obj.subgraphs[0]
     g.operators = [op for i, op in enumerate(g.operators) if i in keep]
     g.outputs = [feature]
     builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
@@ -82,14 +81,13 @@ def feature_extractor(path: Path, feature_tensor: str = "") -> tuple[str, bytes]
     """(feature tensor name, .tflite bytes ending at it); refuses a model we cannot run."""
     raw, label = Path(path).read_bytes(), str(path)
     model = parse_tflite(path)         # the ops are checked on the part that is kept
-    g = model.subgraphs[0]
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UserError(f"{label}: the model must have one input and one output")
     feature = _find(model, feature_tensor) if feature_tensor else default_feature(model)
-    name = _tensor_name(g, feature)
-    if feature == int(g.outputs[0]):
+    name = model.tensors[feature].name
+    if feature == int(model.outputs[0]):
         check_allowed_ops(model)
         return name, raw
-    cut = cut_at(model, feature)
+    cut = cut_at(raw, model, feature)
     check_allowed_ops(parse_tflite(cut))
     return name, cut

@@ -32,15 +32,15 @@
 
 /* CONV 8x8x4 -> 8x8x8 (SAME, 3x3), DW stride 2 -> 4x4x8, MEAN -> 1x1x8, FC -> 10. */
 static const et_op_t ops[] = {
-    {.kind = ET_OP_CONV_2D, .weights = 0, .in0 = {0, {1, 8, 8, 4}}, .out = {256, {1, 8, 8, 8}},
+    {.kind = ET_OP_CONV_2D, .weights = 0, .in0 = {.offset = 0, .dims = {1, 8, 8, 4}}, .out = {.offset = 256, .dims = {1, 8, 8, 8}},
      .scratch_offset = 768, .scratch_size = 256,
      .p.conv = {.stride_h = 1, .stride_w = 1, .pad_top = 1, .pad_left = 1, .kernel_h = 3, .kernel_w = 3}},
-    {.kind = ET_OP_DEPTHWISE_CONV_2D, .weights = 1, .in0 = {256, {1, 8, 8, 8}}, .out = {1024, {1, 4, 4, 8}},
+    {.kind = ET_OP_DEPTHWISE_CONV_2D, .weights = 1, .in0 = {.offset = 256, .dims = {1, 8, 8, 8}}, .out = {.offset = 1024, .dims = {1, 4, 4, 8}},
      .scratch_offset = 768, .scratch_size = 64,
      .p.conv = {.stride_h = 2, .stride_w = 2, .pad_top = 0, .pad_left = 0, .kernel_h = 3, .kernel_w = 3}},
-    {.kind = ET_OP_MEAN, .weights = ET_NO_WEIGHTS, .in0 = {1024, {1, 4, 4, 8}}, .out = {0, {1, 1, 1, 8}},
+    {.kind = ET_OP_MEAN, .weights = ET_NO_WEIGHTS, .in0 = {.offset = 1024, .dims = {1, 4, 4, 8}}, .out = {.offset = 0, .dims = {1, 1, 1, 8}},
      .p.mean = {.multiplier = 1 << 30, .shift = -3, .in_zero_point = -2, .out_zero_point = 3, .count = 16}},
-    {.kind = ET_OP_FULLY_CONNECTED, .weights = 2, .in0 = {0, {1, 1, 1, 8}}, .out = {64, {1, 1, 1, 10}}},
+    {.kind = ET_OP_FULLY_CONNECTED, .weights = 2, .in0 = {.offset = 0, .dims = {1, 1, 1, 8}}, .out = {.offset = 64, .dims = {1, 1, 1, 10}}},
 };
 
 static char last[160];   /* what the last input did, for the replay driver */
@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (open == ET_OK) walk_image(&img);
     et_model_t model = {.image = image, .image_size = (uint32_t)size, .ops = ops,
                         .op_count = sizeof ops / sizeof ops[0], .arena_size = ARENA,
-                        .input = {0, {1, 8, 8, 4}}, .output = {64, {1, 1, 1, 10}},
+                        .input = {.offset = 0, .dims = {1, 8, 8, 4}}, .output = {.offset = 64, .dims = {1, 1, 1, 10}},
                         .input_bytes = 256, .output_bytes = 10};
     et_runtime_t rt;
     if (size <= UINT32_MAX) init = et_runtime_init(&rt, &model, arena, ARENA);
