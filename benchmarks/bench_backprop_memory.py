@@ -21,7 +21,7 @@ Labels: the built-in target's own 5 classes for 5-class cells (real data);
 10- and 100-class cells train on seeded random labels over the same images
 (memory and instruction counts do not depend on the labels; their accuracy
 is meaningless and marked so). Training rows are the embedded images,
-repeated to max(10, classes) samples.
+repeated to max(20, classes) samples.
 Beside each row: the paper's frozen row and the analytic full fine-tuning
 memory of the same dense model (entropi_tiny/profiling.py, host). A
 stacked-bar PNG of SRAM by component, with the 320 KB line, is written
@@ -84,7 +84,7 @@ def ensure_model(work: Path, arch: str, alpha: float) -> Path:
 
 def cell_samples(s: dict, classes: int) -> dict:
     """Training/test rows for a cell: the embedded images repeated, real or random labels."""
-    n = max(10, classes)
+    n = max(20, classes)            # at least a batch of 16
     idx = np.arange(n) % len(s["train_q"])
     real = classes == int(s["num_classes"])
     rng = np.random.default_rng(classes)
@@ -251,8 +251,12 @@ def main() -> None:
                         continue
                     row = {"model": arch, "width": 1.0, "alpha": build["alpha"],
                            "features": int(base["train_features"].shape[1])}
-                    row.update(run_cell(run, build, base, classes, MOMENTUM if opt == "momentum"
-                                        else 0.0, batch, args.epochs, work / "cell"))
+                    try:
+                        row.update(run_cell(run, build, base, classes, MOMENTUM if opt == "momentum"
+                                            else 0.0, batch, args.epochs, work / "cell"))
+                    except UserError as e:    # recorded, the grid goes on
+                        row.update(classes=classes, optimizer=name, batch=batch, fits=False,
+                                   error=str(e)[:300])
                     row["host_table2"] = full_finetune(arch, classes, batch, opt == "momentum")
                     rows.append(row)
                     print(json.dumps({k: v for k, v in row.items() if k not in (
