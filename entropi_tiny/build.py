@@ -103,7 +103,7 @@ def head_spec_from_dict(d: dict):
     return HeadSpec(**d)
 
 
-def generate_sources(cfg: Config, paths: RunPaths) -> dict:
+def generate_sources(cfg: Config, paths: RunPaths, board_name: str = "nucleo-f746") -> dict:
     """Model tables + schedule + arena plan, head config, embedded samples."""
     from .codegen.model import generate_model_sources
     from .codegen.head import generate_head_sources
@@ -114,6 +114,11 @@ def generate_sources(cfg: Config, paths: RunPaths) -> dict:
     samples = prepare_samples(cfg, paths)
     model = generate_model_sources(paths.tflite, gen, name="et_model")
     spec = head_spec(cfg, samples)
+    from .codegen.head_budget import REST_BYTES, choose_head   # s13-head: budget-aware head
+    plan = choose_head(spec, get_board(board_name).ram_bytes, model["arena_size"],
+                       len(samples["test_q"]), cfg.firmware.stack_bytes + REST_BYTES)
+    plan.check(board_name)
+    spec = plan.spec
     head = generate_head_sources(gen, spec)
     embedded = generate_sample_sources(gen, samples["train_q"], samples["train_y"],
                                        samples["test_q"], samples["test_y"], sha)
@@ -168,7 +173,7 @@ def run_build(cfg: Config, paths: RunPaths, board_name: str = "nucleo-f746",
         done = atomic.read_json(paths.build_json)
         if done.get("key") == key and all(Path(b["elf"]).is_file() for b in done["boards"].values()):
             return done
-    generated = generate_sources(cfg, paths)
+    generated = generate_sources(cfg, paths, board_name)
     boards = compile_all(cfg, paths, board_name, quiet)
     summary = {"format": BUILD_FORMAT, "key": key, "board": board_name,
                "twin": get_board(board_name).twin, "level": export["level"],
