@@ -205,8 +205,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for part in parts:
         vals = []
         for r in shown:
-            src = r.get("sram") or {**r["predicted_sram"], "stack": 0,
-                                    "rest": r["predicted_sram"]["other"]}
+            src = r.get("sram") or {**r["predicted_sram"], "stack": 8192,
+                                    "rest": r["predicted_sram"]["other"] - 8192}
             vals.append(src.get(part, 0) / 1024)
         ax.bar(range(len(shown)), vals, bottom=bottom, label=part.replace("_", " "))
         bottom += vals
