@@ -110,10 +110,17 @@ def test_c_float_literal(value):
 
 
 def test_memory_formula():
-    # C*D + C = 68 floats per parameter set; x 16, logits + dlogits 8, 3 hyperparameters
-    one = 4 * (68 + 16 + 8 + 3) + 8 + 2 * 20 + 16
+    # C*D + C = 68 floats per parameter set; x 16, logits + dlogits 8, 3 hyperparameters and
+    # 3 counters, the shuffle order (2 N) and B extractor rows of D bytes
+    b = BASE["batch_size"]
+    one = 4 * (68 + 16 + 8 + 6) + 2 * 20 + 16
     assert head_memory(spec(momentum=0.0, batch_size=1))["state_bytes"] == one
     assert head_memory(spec(momentum=0.9, batch_size=1))["state_bytes"] == one + 4 * 68
-    assert head_memory(spec())["state_bytes"] == one + 8 * 68
+    # a mini-batch adds B x C floats of dL/dz and B floats, plus B - 1 more rows: no C x D sum
+    assert head_memory(spec())["state_bytes"] == one + 4 * 68 + 4 * (4 * b + b) + (b - 1) * 16
+    # bfloat16 storage halves the C x D arrays, biases stay float32
+    half = head_memory(spec(weight_bits=16, momentum_bits=16))
+    assert half["weight_bytes"] == 2 * 64 + 4 * 4 and half["optimizer_bytes"] == 2 * 64 + 4 * 4
+    assert half["state_bytes"] == head_memory(spec())["state_bytes"] - 4 * 64
     assert head_memory(spec())["cache_bytes"] == 20 * 16
     assert head_memory(spec(cache=False))["cache_bytes"] == 0

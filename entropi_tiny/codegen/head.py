@@ -29,6 +29,7 @@ from .emit import banner, c_float, inputs_digest, render, write_sources
 GENERATOR = "entropi_tiny.codegen.head"
 FORMAT = "entropi-tiny/head-config-v1"
 INIT_MODES = {"uniform": 0, "zero": 1, "table": 2}   # ET_HEAD_INIT_* in et_head.h
+ROUNDINGS = {"nearest": 0, "stochastic": 1}   # ET_HEAD_ROUND_* in et_head.h
 FILES = ("et_head_config.h", "et_head_data.c")
 
 
@@ -53,6 +54,9 @@ class HeadSpec:
     init_bound: float | None = None  # uniform: U(-bound, bound); None -> 1/sqrt(D)
     init_weight: Any = field(default=None, compare=False, repr=False)  # table: (C, D)
     init_bias: Any = field(default=None, compare=False, repr=False)    # table: (C,) or None
+    weight_bits: int = 32            # weight storage: 32 float32, 16 bfloat16 (float32 math)
+    momentum_bits: int = 32          # momentum buffer storage, likewise
+    rounding: str = "nearest"        # bfloat16 stores: nearest (even) | stochastic
 
     def __post_init__(self):
         _validate(self)
@@ -126,6 +130,12 @@ def _validate(spec: HeadSpec) -> None:
     for name in ("cache", "shuffle"):
         if not isinstance(getattr(spec, name), bool):
             raise UserError(f"head spec: {name} must be true or false, got {getattr(spec, name)!r}")
+    for name in ("weight_bits", "momentum_bits"):
+        if getattr(spec, name) not in (16, 32) or isinstance(getattr(spec, name), bool):
+            raise UserError(f"head spec: {name} must be 16 or 32, got {getattr(spec, name)!r}")
+    if spec.rounding not in ROUNDINGS:
+        raise UserError(f"head spec: rounding must be one of {', '.join(ROUNDINGS)}, "
+                        f"got {spec.rounding!r}")
     if spec.init not in INIT_MODES:
         raise UserError(f"head spec: init must be one of {', '.join(INIT_MODES)}, got {spec.init!r}")
     if spec.init_bound is not None:
@@ -151,19 +161,33 @@ def _float32_table(name: str, value, shape: tuple) -> np.ndarray:
     return out
 
 
-def head_memory(spec: HeadSpec) -> dict:
-    """Bytes of the head state (sizeof(et_head_t)), the RAM cache and the flash tables.
+def _align4(n: int) -> int:
+    return (n + 3) // 4 * 4
 
-    state = 4 * ((1 + M + G) * (C*D + C) + D + 2*C + 3) + 8 + 2*N + D, rounded up to 4,
-    with M = 1 when momentum != 0 (buffers) and G = 1 when batch_size > 1 (gradient sums);
-    cache = N * D when cache is on; init tables = 4 * (C*D + C) in flash for init='table'.
+
+def head_memory(spec: HeadSpec) -> dict:
+    """Bytes of the head state (sizeof(et_head_t)) by part, the RAM cache and the flash tables.
+
+    With w, m the storage bytes per weight / momentum value (4 or 2), M = 1 when
+    momentum != 0, G = 1 when batch_size > 1 (B the batch size):
+      weights   align4(C*D*w) + 4*C             (biases stay float32)
+      optimizer M * (align4(C*D*m) + 4*C)       (momentum buffers)
+      batch     G * 4*(B*C + B)                 (per-sample dL/dz and one feature each:
+                                                 there is no C x D gradient buffer)
+      scratch   4*D + 8*C + 24 + 2*N + B*D      (x, logits, dL/dz, hyperparameters,
+                                                 counters, shuffle order, extractor rows)
+    state = their sum rounded up to 4; cache = N*D when cache is on;
+    init tables = 4 * (C*D + C) in flash for init='table'.
     """
-    c, d, n = spec.num_classes, spec.feature_dim, spec.num_samples
-    m = 1 if spec.momentum != 0 else 0
-    g = 1 if spec.batch_size > 1 else 0
-    state = 4 * ((1 + m + g) * (c * d + c) + d + 2 * c + 3) + 8 + 2 * n + d
-    state = (state + 3) // 4 * 4
-    return {"state_bytes": state, "cache_bytes": n * d if spec.cache else 0,
+    c, d, n, b = spec.num_classes, spec.feature_dim, spec.num_samples, spec.batch_size
+    weights = _align4(c * d * spec.weight_bits // 8) + 4 * c
+    optimizer = _align4(c * d * spec.momentum_bits // 8) + 4 * c if spec.momentum != 0 else 0
+    batch = 4 * (b * c + b) if b > 1 else 0
+    scratch = 4 * d + 8 * c + 24 + 2 * n + b * d
+    state = _align4(weights + optimizer + batch + scratch)
+    return {"state_bytes": state, "weight_bytes": weights, "optimizer_bytes": optimizer,
+            "gradient_bytes": batch, "scratch_bytes": state - weights - optimizer - batch,
+            "cache_bytes": n * d if spec.cache else 0,
             "init_table_bytes": 4 * (c * d + c) if spec.init == "table" else 0}
 
 
@@ -187,6 +211,9 @@ def _constants(spec: HeadSpec) -> list[tuple[str, str, str]]:
         ("ET_HEAD_FEAT_ZERO_POINT", f"({spec.feature_zero_point})", "int8 zero point"),
         ("ET_HEAD_INIT_MODE", f"ET_HEAD_INIT_{spec.init.upper()}", "initial weights"),
         ("ET_HEAD_INIT_BOUND", c_float(spec.bound), "uniform init range"),
+        ("ET_HEAD_WEIGHT_BITS", str(spec.weight_bits), "weight storage: 32 float, 16 bfloat16"),
+        ("ET_HEAD_MOMENTUM_BITS", str(spec.momentum_bits), "momentum storage"),
+        ("ET_HEAD_ROUNDING", f"ET_HEAD_ROUND_{spec.rounding.upper()}", "bfloat16 stores"),
     ]
 
 

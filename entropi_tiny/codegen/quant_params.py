@@ -52,13 +52,27 @@ def _downscale_q15(m: int) -> int:
     return (m + (1 << 15)) >> 16
 
 
+def _fold_vanishing(m: int, e: int) -> tuple[int, int]:
+    """(s13-head) A HARD_SWISH term whose exponent is below -15 is exactly 0 in TFLM.
+
+    TFLM applies such an exponent as RoundingDivideByPOT(v, -e) to an int16 v
+    with |v| < 2^15 after its Q15 multiply, and that gives 0 for every v when
+    -e >= 16. A zero multiplier with exponent -15 gives the same 0 with a
+    shift the kernel supports: a nearly dead input (a tiny scale, as at very
+    low alpha) folds to its constant instead of being refused.
+    """
+    return (0, -15) if e < -15 else (m, e)
+
+
 def hard_swish_params(qi, qo) -> dict:
     """et_hswish_params_t: TFLM's HardSwishPrepare (float32 arithmetic)."""
     hires = f32(f32(1.0 / 128.0) * qi[0])
     reluish_scale = f32(3.0 / 32768.0)
     m_out, e_out = quantize_multiplier(f32(hires / qo[0]))
     m_relu, e_relu = quantize_multiplier(f32(hires / reluish_scale))
-    if e_out > 0 or e_out < -15 or abs(e_relu) > 15:
+    m_out, e_out = _fold_vanishing(m_out, e_out)
+    m_relu, e_relu = _fold_vanishing(m_relu, e_relu)
+    if e_out > 0 or abs(e_relu) > 15:
         raise UserError(f"HARD_SWISH: scales {qi[0]:g} -> {qo[0]:g} give exponents TFLM cannot use")
     return {"in_zero_point": qi[1], "out_zero_point": qo[1], "out_multiplier": _downscale_q15(m_out),
             "relu_multiplier": _downscale_q15(m_relu), "out_exponent": e_out, "relu_exponent": e_relu}

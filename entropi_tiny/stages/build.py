@@ -108,7 +108,7 @@ def run_build(run: Run, board_name: str = "nucleo-f746") -> dict:
     get_board(board_name)                       # an unknown board fails before any work
     if not run.cfg.export.tflite:
         ensure_levels(run)
-    codegen = run_codegen(run)
+    codegen = run_codegen(run, board=board_name)
     export = atomic.read_json_object(run.paths.export_json)
     inp = inputs(run, codegen, board_name)
     state = check(run, NAME, run.paths.build_json, inp, SPEC)

@@ -24,7 +24,7 @@ from .export import export_state, run_export
 NAME = "codegen"
 SETTINGS = ("firmware.train_per_class", "firmware.test_per_class", "firmware.epochs",
             "firmware.lr", "firmware.lr_decay", "firmware.momentum", "firmware.weight_decay",
-            "firmware.batch_size", "firmware.seed")
+            "firmware.batch_size", "firmware.seed", "firmware.stack_bytes")
 SPEC = {"model": {"arena_size": int}, "head": {"memory": dict}, "head_spec": dict,
         "samples": {"train": int, "test": int}}
 CODEGEN_DIR = Path(__file__).resolve().parents[1] / "codegen"
@@ -35,13 +35,13 @@ def generators_digest() -> str:
     return atomic.sha256_bytes(b"".join(p.name.encode() + p.read_bytes() for p in files))
 
 
-def inputs(run: Run, export: dict) -> dict:
+def inputs(run: Run, export: dict, board: str = "nucleo-f746") -> dict:
     p = run.paths
     outs = export["stage"]["outputs"]
     return {f"file:{p.rel(p.tflite)}": outs[p.rel(p.tflite)],
             f"file:{p.rel(p.sparse_image)}": outs[p.rel(p.sparse_image)],
             **run.target_inputs(), **run.settings(*SETTINGS),
-            "codegen sources": generators_digest()}
+            "codegen sources": generators_digest(), "board (head budget)": board}
 
 
 def codegen_state(run: Run) -> State:
@@ -52,14 +52,15 @@ def codegen_state(run: Run) -> State:
     return check(run, NAME, run.paths.codegen_json, inputs(run, up.manifest), SPEC)
 
 
-def run_codegen(run: Run, run_upstream: bool = True) -> dict:
+def run_codegen(run: Run, run_upstream: bool = True, board: str = "nucleo-f746") -> dict:
+    """The head is sized for `board`'s RAM (codegen/head_budget.py), so the board is an input."""
     export = run_export(run) if run_upstream else upstream(export_state(run), "export")
-    inp = inputs(run, export)
+    inp = inputs(run, export, board)
     state = check(run, NAME, run.paths.codegen_json, inp, SPEC)
     if state.status == "fresh":
         return state.manifest
     run.begin_writes()
-    generated = generate_sources(run)
+    generated = generate_sources(run, board)
     gen = run.paths.generated_dir
     outputs = sorted(p for p in gen.iterdir() if p.suffix in (".c", ".h")) + [run.paths.samples_npz]
     return commit(run, NAME, run.paths.codegen_json, inp, outputs, generated)
@@ -139,9 +140,11 @@ def head_spec_from_dict(d: dict):
     return HeadSpec(**d)
 
 
-def generate_sources(run: Run) -> dict:
+def generate_sources(run: Run, board: str = "nucleo-f746") -> dict:
     """Model tables + schedule + arena plan, head config, embedded samples."""
+    from ..boards import get_board
     from ..codegen.head import generate_head_sources
+    from ..codegen.head_budget import REST_BYTES, choose_head
     from ..codegen.model import generate_model_sources
     from ..codegen.samples import generate_sample_sources
 
@@ -153,6 +156,12 @@ def generate_sources(run: Run) -> dict:
     # tensor against the .tflite it was encoded from.
     model = generate_model_sources(paths.tflite, paths.sparse_image, gen, name="et_model")
     spec = head_spec(run, samples)
+    # The richest head storage that fits the board beside the arena (one line naming the
+    # part that does not fit otherwise).
+    plan = choose_head(spec, get_board(board).ram_bytes, model["arena_size"],
+                       len(samples["test_q"]), run.cfg.firmware.stack_bytes + REST_BYTES)
+    plan.check(board)
+    spec = plan.spec
     head = generate_head_sources(gen, spec)
     embedded = generate_sample_sources(gen, samples["train_q"], samples["train_y"],
                                        samples["test_q"], samples["test_y"], sha,

@@ -39,19 +39,42 @@
     ET_HEAD_TRAIN_N < 1 || ET_HEAD_TRAIN_N > 65535
 #error "et_head_config.h: dimensions out of range"
 #endif
+#if (ET_HEAD_WEIGHT_BITS != 16 && ET_HEAD_WEIGHT_BITS != 32) || \
+    (ET_HEAD_MOMENTUM_BITS != 16 && ET_HEAD_MOMENTUM_BITS != 32)
+#error "et_head_config.h: storage widths must be 16 or 32 bits"
+#endif
+
+/* Storage of the weights and momentum buffers (ET_HEAD_WEIGHT_BITS /
+ * ET_HEAD_MOMENTUM_BITS): 32 = float32, 16 = bfloat16 bits (the upper half
+ * of a float32; arithmetic stays float32, every store rounds as
+ * ET_HEAD_ROUNDING says: nearest-even, or stochastic from a counter hash). */
+#define ET_HEAD_ROUND_NEAREST 0
+#define ET_HEAD_ROUND_STOCHASTIC 1
+#if ET_HEAD_WEIGHT_BITS == 16
+typedef uint16_t et_head_wstore_t;
+#else
+typedef float et_head_wstore_t;
+#endif
+#if ET_HEAD_MOMENTUM_BITS == 16
+typedef uint16_t et_head_mstore_t;
+#else
+typedef float et_head_mstore_t;
+#endif
 
 /* The head and everything training needs, sized by the generated constants.
- * Bytes: see et_head_state_bytes() in entropi_tiny/codegen/head.py. */
+ * Bytes: see head_memory() in entropi_tiny/codegen/head.py. A mini-batch
+ * keeps no gradient: only each sample's dL/dz (B x C floats); the update
+ * recomputes dL/dW[c][d] = sum_i dz_i[c] x_i[d] from the int8 rows. */
 typedef struct {
-    float weight[ET_HEAD_C][ET_HEAD_D];
+    et_head_wstore_t weight[ET_HEAD_C][ET_HEAD_D];   /* read with et_head_weight() */
     float bias[ET_HEAD_C];
 #if ET_HEAD_MOMENTUM_ENABLED
-    float weight_buf[ET_HEAD_C][ET_HEAD_D];   /* momentum buffers, zero after reset */
+    et_head_mstore_t weight_buf[ET_HEAD_C][ET_HEAD_D];   /* momentum buffers, zero after reset */
     float bias_buf[ET_HEAD_C];
 #endif
 #if ET_HEAD_BATCH > 1
-    float grad_weight[ET_HEAD_C][ET_HEAD_D];  /* gradient sums over the open mini-batch */
-    float grad_bias[ET_HEAD_C];
+    float batch_dz[ET_HEAD_BATCH][ET_HEAD_C];   /* dL/dz of the open mini-batch's samples */
+    float batch_x[ET_HEAD_BATCH];               /* one feature of each, during the update */
 #endif
     float x[ET_HEAD_D];          /* dequantized features of the current sample */
     float logits[ET_HEAD_C];
@@ -61,8 +84,9 @@ typedef struct {
     float lr;                    /* current learning rate, decayed by et_head_fit */
     uint32_t rng;                /* xorshift32 state of the shuffle */
     uint32_t pending;            /* samples accumulated since the last update */
+    uint32_t step;               /* updates since reset: keys the stochastic rounding */
     uint16_t order[ET_HEAD_TRAIN_N];   /* visiting order of the current epoch */
-    int8_t row[ET_HEAD_D];       /* extractor output when samples are not cached */
+    int8_t row[ET_HEAD_BATCH][ET_HEAD_D];   /* extractor outputs when samples are not cached */
 } et_head_t;
 
 /* Errors of et_head_train_epoch / et_head_fit (an extractor's own codes
@@ -91,6 +115,8 @@ void et_head_init_table(et_head_t *h, const float *weight, const float *bias);
 /* Init as et_head_config.h says, set lr/momentum/weight decay, seed the shuffle. */
 void et_head_reset(et_head_t *h);
 uint32_t et_head_rand(uint32_t *state);
+float et_head_weight(const et_head_t *h, uint32_t c, uint32_t d);   /* W[c][d] as float32 */
+float et_head_expf(float x);      /* exp, float32 operations only (the host mirrors them) */
 
 /* -- one sample (labels must be < ET_HEAD_C) --------------------------------- */
 void et_head_dequantize(const int8_t *q, int32_t zero_point, float scale, float *out, uint32_t n);
@@ -101,7 +127,8 @@ uint32_t et_head_predict(const et_head_t *h, const float *x);
 /* -- SGD (labels must be < ET_HEAD_C; accumulate/apply exist when ET_HEAD_BATCH > 1) */
 float et_head_sgd_step(et_head_t *h, const float *x, uint32_t label, float lr);
 float et_head_accumulate(et_head_t *h, const float *x, uint32_t label);
-void et_head_apply(et_head_t *h, float lr);
+/* rows[index[i]] (index NULL: rows[i]) are the int8 features of the i-th accumulated sample. */
+void et_head_apply(et_head_t *h, const int8_t *rows, const uint16_t *index, float lr);
 float et_head_batch_step(et_head_t *h, const int8_t *q, const uint8_t *labels, uint32_t b, float lr);
 
 /* -- epochs, cache, evaluation --------------------------------------------- */

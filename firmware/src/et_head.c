@@ -29,6 +29,95 @@ static uint32_t seed_state(uint32_t seed) {
     return s ? s : 1u;
 }
 
+/* -- storage: float32 or bfloat16 --------------------------------------------
+ * A bfloat16 is the upper 16 bits of a float32 (8-bit exponent, 7+1-bit
+ * significand): decoding is a shift; encoding rounds the dropped 16 bits,
+ *     nearest-even:  u + 0x7FFF + ((u >> 16) & 1), then >> 16
+ *     stochastic:    u + (r & 0xFFFF),              then >> 16
+ * with r a 32-bit hash of (update counter, parameter index): rounding up
+ * with probability (dropped bits) / 2^16, so small updates are kept on
+ * average instead of vanishing. The hash is murmur3's finaliser; being a
+ * function of the index (not a sequential stream), the host reproduces it
+ * with whole-array integer operations. */
+static inline uint32_t f32_bits(float v) { uint32_t u; memcpy(&u, &v, 4); return u; }
+static inline float bits_f32(uint32_t u) { float v; memcpy(&v, &u, 4); return v; }
+
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x85EBCA6Bu;
+    x ^= x >> 13;
+    x *= 0xC2B2AE35u;
+    x ^= x >> 16;
+    return x;
+}
+
+/* The key of update number `step`; parameter i's draw is mix32(key ^ i). */
+static inline uint32_t round_key(uint32_t step) {
+    return mix32(step * 0x9E3779B9u + (uint32_t)ET_HEAD_SEED);
+}
+
+static inline uint16_t to_bf16(float v, uint32_t key, uint32_t index) {
+    uint32_t u = f32_bits(v);
+#if ET_HEAD_ROUNDING == ET_HEAD_ROUND_STOCHASTIC
+    u += mix32(key ^ index) & 0xFFFFu;
+#else
+    (void)key; (void)index;
+    u += 0x7FFFu + ((u >> 16) & 1u);
+#endif
+    return (uint16_t)(u >> 16);
+}
+
+#if ET_HEAD_WEIGHT_BITS == 16
+#define LOAD_W(v) bits_f32((uint32_t)(v) << 16)
+#define STORE_W(v, key, i) to_bf16((v), (key), 2u * (i))
+#else
+#define LOAD_W(v) (v)
+#define STORE_W(v, key, i) (v)
+#endif
+#if ET_HEAD_MOMENTUM_BITS == 16
+#define LOAD_M(v) bits_f32((uint32_t)(v) << 16)
+#define STORE_M(v, key, i) to_bf16((v), (key), 2u * (i) + 1u)
+#else
+#define LOAD_M(v) (v)
+#define STORE_M(v, key, i) (v)
+#endif
+
+/* Initial weights round to nearest-even, whatever ET_HEAD_ROUNDING says. */
+static inline et_head_wstore_t init_w(float v) {
+#if ET_HEAD_WEIGHT_BITS == 16
+    uint32_t u = f32_bits(v);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+#else
+    return v;
+#endif
+}
+#define INIT_W(v) init_w(v)
+
+float et_head_weight(const et_head_t *h, uint32_t c, uint32_t d) { return LOAD_W(h->weight[c][d]); }
+
+/* exp(x) from float32 operations only, so that the host reference can repeat
+ * it bit for bit (libm's expf and numpy's exp differ in the last bit):
+ *     n = floor(x log2(e) + 1/2),  r = x - n ln2  (ln2 split in a 15-bit
+ *     head, exact in n * head, and a tail),  |r| <= ln2 / 2,
+ *     exp(x) = 2^n * p(r),  p the degree-7 Taylor polynomial (Horner),
+ * relative error below 2e-7. x below -80 gives 0 (the softmax terms it
+ * serves are then under 1e-34 of the largest), above 88 is clamped. */
+float et_head_expf(float x) {
+    if (x < -80.0f) return 0.0f;
+    if (x > 88.0f) x = 88.0f;
+    float n = floorf(x * 0x1.715476p+0f + 0.5f);
+    float r = (x - n * 0x1.62e4p-1f) - n * 0x1.7f7d1cp-20f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * bits_f32((uint32_t)((int32_t)n + 127) << 23);
+}
+
 /* -- initialisation ---------------------------------------------------------- */
 
 /* Weights W[c][d] (row-major), then biases, each drawn as
@@ -39,11 +128,11 @@ static uint32_t seed_state(uint32_t seed) {
  * numbers). 2u - 1 is exact, so only the product by bound rounds. */
 void et_head_init_uniform(et_head_t *h, uint32_t seed, float bound) {
     uint32_t s = seed_state(seed);
-    float *w = &h->weight[0][0];
+    et_head_wstore_t *w = &h->weight[0][0];
     for (uint32_t i = 0; i < (uint32_t)ET_HEAD_C * ET_HEAD_D + ET_HEAD_C; i++) {
         float u = (float)(et_head_rand(&s) >> 8) * 0x1p-24f;
         float v = (2.0f * u - 1.0f) * bound;
-        if (i < (uint32_t)ET_HEAD_C * ET_HEAD_D) w[i] = v;
+        if (i < (uint32_t)ET_HEAD_C * ET_HEAD_D) w[i] = INIT_W(v);
         else h->bias[i - (uint32_t)ET_HEAD_C * ET_HEAD_D] = v;
     }
 }
@@ -55,7 +144,7 @@ void et_head_init_zero(et_head_t *h) {
 
 /* weight: [C][D] row-major, bias: [C] (NULL: zero). */
 void et_head_init_table(et_head_t *h, const float *weight, const float *bias) {
-    memcpy(h->weight, weight, sizeof h->weight);
+    for (uint32_t i = 0; i < (uint32_t)ET_HEAD_C * ET_HEAD_D; i++) (&h->weight[0][0])[i] = INIT_W(weight[i]);
     if (bias) memcpy(h->bias, bias, sizeof h->bias);
     else memset(h->bias, 0, sizeof h->bias);
 }
@@ -91,9 +180,9 @@ void et_head_dequantize(const int8_t *q, int32_t zero_point, float scale, float 
 /* z[c] = (sum_d W[c][d] * x[d]) + b[c], the sum in increasing d. */
 void et_head_forward(const et_head_t *h, const float *x, float *logits) {
     for (uint32_t c = 0; c < ET_HEAD_C; c++) {
-        const float *w = h->weight[c];
+        const et_head_wstore_t *w = h->weight[c];
         float acc = 0.0f;
-        for (uint32_t d = 0; d < ET_HEAD_D; d++) acc += w[d] * x[d];
+        for (uint32_t d = 0; d < ET_HEAD_D; d++) acc += LOAD_W(w[d]) * x[d];
         logits[c] = acc + h->bias[c];
     }
 }
@@ -110,7 +199,7 @@ float et_head_loss_grad(const float *logits, uint32_t label, float *dlogits) {
     float zy = logits[label] - m;
     float s = 0.0f;
     for (uint32_t k = 0; k < ET_HEAD_C; k++) {
-        dlogits[k] = expf(logits[k] - m);
+        dlogits[k] = et_head_expf(logits[k] - m);
         s += dlogits[k];
     }
     for (uint32_t k = 0; k < ET_HEAD_C; k++) dlogits[k] = dlogits[k] / s;
@@ -129,104 +218,113 @@ uint32_t et_head_predict(const et_head_t *h, const float *x) {
 
 /* -- SGD ------------------------------------------------------------------------ */
 
-/* One parameter, PyTorch's torch.optim.SGD (dampening 0, no Nesterov):
+/* One weight W[c][d] (flat index i = c D + d), PyTorch's torch.optim.SGD
+ * (dampening 0, no Nesterov), in float32 whatever the storage:
  *     g   = grad + weight_decay * p          (L2 decay, weights and biases alike)
  *     buf = momentum * buf + g               (when momentum is enabled)
  *     p   = p - lr * buf                     (or p - lr * g without momentum)
- * The buffers start at zero, so the first step gives buf = 0 * momentum + g
- * = g exactly, PyTorch's "first step buf = g" without a flag. */
-static inline float sgd_update(float p, float grad, float *buf, const et_head_t *h, float lr) {
+ * p and buf are decoded from their storage and the results stored back
+ * (rounded to bfloat16 where configured; p uses the unrounded buf). The
+ * buffers start at zero, so the first step gives buf = g exactly. */
+static inline void update_weight(et_head_t *h, uint32_t c, uint32_t d, float grad, float lr,
+                                 uint32_t key) {
+    uint32_t i = c * (uint32_t)ET_HEAD_D + d;
+    float p = LOAD_W(h->weight[c][d]);
     float g = grad + h->weight_decay * p;
 #if ET_HEAD_MOMENTUM_ENABLED
-    *buf = h->momentum * *buf + g;
-    g = *buf;
-#else
-    (void)buf;
+    g = h->momentum * LOAD_M(h->weight_buf[c][d]) + g;
+    h->weight_buf[c][d] = STORE_M(g, key, i);
 #endif
-    return p - lr * g;
+    h->weight[c][d] = STORE_W(p - lr * g, key, i);
+    (void)key; (void)i;
 }
 
+/* A bias: the same rule, always float32 (C values; not worth narrowing). */
+static inline void update_bias(et_head_t *h, uint32_t c, float grad, float lr) {
+    float g = grad + h->weight_decay * h->bias[c];
 #if ET_HEAD_MOMENTUM_ENABLED
-#define ET_HEAD_WBUF(c, d) (&h->weight_buf[c][d])
-#define ET_HEAD_BBUF(c) (&h->bias_buf[c])
-#else
-#define ET_HEAD_WBUF(c, d) ((float *)NULL)
-#define ET_HEAD_BBUF(c) ((float *)NULL)
+    h->bias_buf[c] = h->momentum * h->bias_buf[c] + g;
+    g = h->bias_buf[c];
 #endif
+    h->bias[c] = h->bias[c] - lr * g;
+}
 
 /* One sample, one update: forward, loss, then for every parameter
  *     dL/dW[c][d] = dL/dz[c] * x[d],   dL/db[c] = dL/dz[c]
- * fed straight into sgd_update, so no gradient buffer is needed. Returns
+ * fed straight into the update, so no gradient buffer is needed. Returns
  * the loss before the update. */
 float et_head_sgd_step(et_head_t *h, const float *x, uint32_t label, float lr) {
     et_head_forward(h, x, h->logits);
     float loss = et_head_loss_grad(h->logits, label, h->dlogits);
+    uint32_t key = round_key(h->step++);
     for (uint32_t c = 0; c < ET_HEAD_C; c++) {
         float dz = h->dlogits[c];
-        for (uint32_t d = 0; d < ET_HEAD_D; d++)
-            h->weight[c][d] = sgd_update(h->weight[c][d], dz * x[d], ET_HEAD_WBUF(c, d), h, lr);
-        h->bias[c] = sgd_update(h->bias[c], dz, ET_HEAD_BBUF(c), h, lr);
+        for (uint32_t d = 0; d < ET_HEAD_D; d++) update_weight(h, c, d, dz * x[d], lr, key);
+        update_bias(h, c, dz, lr);
     }
     return loss;
 }
 
 #if ET_HEAD_BATCH > 1
-/* Mini-batch: the gradient of the batch's mean loss is the mean of the
- * per-sample gradients. et_head_accumulate adds one sample's gradient,
- *     G[c][d] += dL/dz[c] * x[d],   Gb[c] += dL/dz[c],
- * (samples in call order) and returns its loss; et_head_apply then updates
- * every parameter with grad = G * (1 / count) and clears the sums. */
+/* Mini-batch without a gradient buffer. The gradient of the batch's mean
+ * loss is (1/k) sum_i dz_i[c] x_i[d] over its k samples; instead of a C x D
+ * sum kept across the batch, et_head_accumulate keeps each sample's dL/dz
+ * (C floats) and et_head_apply recomputes, weight by weight,
+ *     G = ((0 + dz_0[c] x_0[d]) + dz_1[c] x_1[d]) + ...   (samples in call order)
+ * from the int8 rows (x_i[d] dequantized again: the same float32 value), and
+ * updates with grad = G * (1/k): the same roundings as summing into a buffer
+ * sample by sample, in B x C floats instead of C x D. */
 float et_head_accumulate(et_head_t *h, const float *x, uint32_t label) {
+    if (h->pending >= ET_HEAD_BATCH) return -1.0f;
     et_head_forward(h, x, h->logits);
-    float loss = et_head_loss_grad(h->logits, label, h->dlogits);
-    for (uint32_t c = 0; c < ET_HEAD_C; c++) {
-        float dz = h->dlogits[c];
-        for (uint32_t d = 0; d < ET_HEAD_D; d++) h->grad_weight[c][d] += dz * x[d];
-        h->grad_bias[c] += dz;
-    }
+    float loss = et_head_loss_grad(h->logits, label, h->batch_dz[h->pending]);
     h->pending++;
     return loss;
 }
 
-void et_head_apply(et_head_t *h, float lr) {
-    if (h->pending == 0) return;
-    float inv = 1.0f / (float)h->pending;
-    for (uint32_t c = 0; c < ET_HEAD_C; c++) {
-        for (uint32_t d = 0; d < ET_HEAD_D; d++)
-            h->weight[c][d] = sgd_update(h->weight[c][d], h->grad_weight[c][d] * inv,
-                                         ET_HEAD_WBUF(c, d), h, lr);
-        h->bias[c] = sgd_update(h->bias[c], h->grad_bias[c] * inv, ET_HEAD_BBUF(c), h, lr);
+void et_head_apply(et_head_t *h, const int8_t *rows, const uint16_t *index, float lr) {
+    uint32_t k = h->pending;
+    if (k == 0) return;
+    float inv = 1.0f / (float)k;
+    uint32_t key = round_key(h->step++);
+    for (uint32_t d = 0; d < ET_HEAD_D; d++) {
+        for (uint32_t i = 0; i < k; i++) {
+            const int8_t *q = rows + (size_t)(index ? index[i] : i) * ET_HEAD_D;
+            h->batch_x[i] = (float)((int32_t)q[d] - ET_HEAD_FEAT_ZERO_POINT) * ET_HEAD_FEAT_SCALE;
+        }
+        for (uint32_t c = 0; c < ET_HEAD_C; c++) {
+            float g = 0.0f;
+            for (uint32_t i = 0; i < k; i++) g += h->batch_dz[i][c] * h->batch_x[i];
+            update_weight(h, c, d, g * inv, lr, key);
+        }
     }
-    memset(h->grad_weight, 0, sizeof h->grad_weight);
-    memset(h->grad_bias, 0, sizeof h->grad_bias);
+    for (uint32_t c = 0; c < ET_HEAD_C; c++) {
+        float g = 0.0f;
+        for (uint32_t i = 0; i < k; i++) g += h->batch_dz[i][c];
+        update_bias(h, c, g * inv, lr);
+    }
     h->pending = 0;
 }
 #endif
 
-static void discard_pending(et_head_t *h) {
-#if ET_HEAD_BATCH > 1
-    memset(h->grad_weight, 0, sizeof h->grad_weight);
-    memset(h->grad_bias, 0, sizeof h->grad_bias);
-#endif
-    h->pending = 0;
-}
+static void discard_pending(et_head_t *h) { h->pending = 0; }
 
 /* One update from b int8 feature rows q[b][D] (dequantized with the
  * configured scale and zero point); returns the batch's mean loss. A build
- * with ET_HEAD_BATCH == 1 has no gradient sums and accepts only b == 1
- * (otherwise it returns -1, which no loss can be). Sums left open by
- * et_head_accumulate are dropped first. */
+ * with ET_HEAD_BATCH == 1 accepts only b == 1, a mini-batch build b <=
+ * ET_HEAD_BATCH (otherwise it returns -1, which no loss can be). Samples
+ * left open by et_head_accumulate are dropped first. */
 float et_head_batch_step(et_head_t *h, const int8_t *q, const uint8_t *labels, uint32_t b, float lr) {
     float sum = 0.0f;
 #if ET_HEAD_BATCH > 1
-    if (b == 0) return -1.0f;
+    if (b == 0 || b > ET_HEAD_BATCH) return -1.0f;
     discard_pending(h);
     for (uint32_t i = 0; i < b; i++) {
         et_head_dequantize(q + (size_t)i * ET_HEAD_D, ET_HEAD_FEAT_ZERO_POINT, ET_HEAD_FEAT_SCALE,
                            h->x, ET_HEAD_D);
         sum += et_head_accumulate(h, h->x, labels[i]);
     }
-    et_head_apply(h, lr);
+    et_head_apply(h, q, NULL, lr);
 #else
     if (b != 1) return -1.0f;
     et_head_dequantize(q, ET_HEAD_FEAT_ZERO_POINT, ET_HEAD_FEAT_SCALE, h->x, ET_HEAD_D);
@@ -283,9 +381,9 @@ int et_head_train_epoch(et_head_t *h, const et_head_samples_t *s, float lr, floa
 #if ET_HEAD_C < 256   /* with 256 classes every uint8_t label is valid */
             if (s->labels[idx] >= ET_HEAD_C) { discard_pending(h); return ET_HEAD_ERR_LABEL; }
 #endif
-            const int8_t *row = s->cache ? s->cache + (size_t)idx * ET_HEAD_D : h->row;
+            const int8_t *row = s->cache ? s->cache + (size_t)idx * ET_HEAD_D : h->row[i - start];
             if (!s->cache) {
-                int err = s->extract(s->ctx, idx, h->row);
+                int err = s->extract(s->ctx, idx, h->row[i - start]);
                 if (err) { discard_pending(h); return err; }
             }
             et_head_dequantize(row, ET_HEAD_FEAT_ZERO_POINT, ET_HEAD_FEAT_SCALE, h->x, ET_HEAD_D);
@@ -296,7 +394,9 @@ int et_head_train_epoch(et_head_t *h, const et_head_samples_t *s, float lr, floa
 #endif
         }
 #if ET_HEAD_BATCH > 1
-        et_head_apply(h, lr);
+        /* the batch's rows: cache rows order[start..end), or row[0..k) */
+        if (s->cache) et_head_apply(h, s->cache, &h->order[start], lr);
+        else et_head_apply(h, &h->row[0][0], NULL, lr);
 #endif
     }
     *mean_loss = sum / (float)n;

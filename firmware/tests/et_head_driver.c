@@ -90,10 +90,13 @@ int main(int argc, char **argv) {
     if (err) return 3;
     uint32_t correct = et_head_evaluate(h, test, test_y, n_test);
 
+    static float weight[ET_HEAD_C][ET_HEAD_D];   /* decoded from its storage */
+    for (uint32_t c = 0; c < ET_HEAD_C; c++)
+        for (uint32_t d = 0; d < ET_HEAD_D; d++) weight[c][d] = et_head_weight(h, c, d);
     FILE *out = fopen(argv[2], "wb");
     uint32_t tail[3] = {correct, ex.calls, (uint32_t)sizeof(et_head_t)};
     if (!out || !write_all(out, &n_losses, 4) || !write_all(out, losses, 4u * n_losses) ||
-        !write_all(out, h->weight, sizeof h->weight) || !write_all(out, h->bias, sizeof h->bias) ||
+        !write_all(out, weight, sizeof weight) || !write_all(out, h->bias, sizeof h->bias) ||
         !write_all(out, tail, sizeof tail))
         return 2;
     fclose(out);
