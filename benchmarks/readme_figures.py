@@ -80,19 +80,21 @@ def firmware_rows(d: dict) -> list[tuple[str, str]]:
     """Every firmware row: measured on the twin, or the linker's verdict."""
     rows = []
     for r in d["rows"]:
-        name = r.get("name") or f"{r['arch']} w{r['width']:g} alpha {r['alpha']:g}"
+        name = r.get("case") or r.get("name") or f"{r['arch']} w{r['width']:g} alpha {r['alpha']:g}"
+        name = f"{name} ({r['arch']} w{r['width']:g}, alpha {r['alpha']:.4g})"
         what = f"twin: {name} (`firmware.json`)"
         if not r.get("fits", True):
             rows.append((what, _verdict(r.get("verdict", ""))))
             continue
         parts = [f"{_mega(r['instructions_per_inference'])} instructions per inference",
                  f"{r['instructions_per_nonzero_mac']:.2f} per non-zero MAC"]
-        for key, label in (("tflm_cmsis_nn_instructions", "TFLM + CMSIS-NN"),
-                           ("tflm_reference_instructions", "TFLM reference")):
+        for key, label in (("tflm_cmsis_nn", "TFLM + CMSIS-NN"), ("tflm_reference", "TFLM reference"),
+                           ("target_instructions", "goal")):
             if r.get(key):
                 parts.append(f"{label} {_mega(r[key])}")
         parts.append(f"{r['instructions_per_sgd_step']:,.0f} per SGD step")
-        parts.append(f"flash {r['flash_bytes']:,} B, SRAM {r['total_sram_bytes']:,} B")
+        parts.append(f"flash {r['flash_bytes']:,} B" + (f", SRAM {r['total_sram_bytes']:,} B"
+                                                         if r.get("total_sram_bytes") else ""))
         parts.append("features bit-exact" if r.get("features_bit_exact") else
                      "**features NOT bit-exact**")
         rows.append((what, "; ".join(parts)))
@@ -111,9 +113,38 @@ def profile_rows(d: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def backprop_rows(d: dict) -> list[tuple[str, str]]:
+    """The device side of Table 2: for each model and class count, the cheapest cell that
+    fits (SGD, batch 1) with its SRAM, or by how much the richest one misses."""
+    rows, seen = [], set()
+    for r in d["rows"]:
+        key = (r["model"], r["classes"])
+        if key in seen or r["optimizer"] != "sgd" or r["batch"] != 1:
+            continue
+        seen.add(key)
+        what = (f"on-device head, {r['model']} alpha {r['alpha']:.4g}, {r['classes']} classes, "
+                f"SGD batch 1 (`backprop_memory.json`)")
+        if r.get("fits"):
+            rows.append((what, f"SRAM {r['total_sram_bytes']:,} B of {d['sram_limit']:,}, flash "
+                               f"{r['flash_bytes']:,} B; weights {r['weight_bits']}-bit; "
+                               f"{r['instructions_per_sgd_step']:,.0f} instructions per step; "
+                               f"device loss = host: {r.get('losses_match')}"))
+        else:
+            rows.append((what, "does not fit: " + str(r.get("verdict", ""))[:100]))
+    return rows
+
+
+def tflite_reader_rows(d: dict) -> list[tuple[str, str]]:
+    return [(f"hostile .tflite `{r['case']}` (`tflite_reader.json`)",
+             f"refused in {r['hostile']['cpu_s']:.2f} s ({r['hostile']['bytes']:,} B file; a good "
+             f"model of that size reads in {r['good_same_size']['cpu_s']:.2f} s)")
+            for r in d["rows"]]
+
+
 RENDERERS = {"mask_overhead": mask_rows, "entropy": entropy_rows,
              "sparse_image": sparse_image_rows, "runtime": runtime_rows,
-             "profile": profile_rows, "firmware": firmware_rows}
+             "profile": profile_rows, "firmware": firmware_rows, "backprop_memory": backprop_rows,
+             "tflite_reader": tflite_reader_rows}
 
 
 def render(results: Path = RESULTS) -> str:
