@@ -17,7 +17,8 @@ and the bytes the write needed; the temporary file is removed.
 
 For the kill-injection test only: with ENTROPI_TEST_KILL_AFTER_RENAME=N in
 the environment, the process dies (os._exit(137), like kill -9) right after
-its N-th rename.
+its N-th rename; with a value that is not a number, right after the first
+rename onto a path ending with it (e.g. `mps2-an500/firmware.elf`).
 """
 from __future__ import annotations
 
@@ -43,11 +44,14 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def _after_rename() -> None:
+def _after_rename(path: Path) -> None:
     global _renames
     _renames += 1
     limit = os.environ.get(_KILL_ENV)
-    if limit and _renames >= int(limit):
+    if not limit:
+        return
+    if limit.isdigit() and _renames >= int(limit) or \
+            not limit.isdigit() and path.as_posix().endswith(limit):
         os._exit(137)
 
 
@@ -80,7 +84,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _after_rename()
+    _after_rename(path)
 
 
 def write_text(path: Path, text: str) -> None:

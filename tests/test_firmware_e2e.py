@@ -11,7 +11,7 @@ from entropi_tiny import atomic
 from entropi_tiny.config import load_config
 from entropi_tiny.paths import RunPaths
 from entropi_tiny.stages.sizing import make_sizing_run
-from helpers import TINY, run_cli
+from helpers import TINY, assert_one_line_error, run_cli
 
 SMALL_FW = ("--set", "firmware.train_per_class=6", "--set", "firmware.test_per_class=4",
             "--set", "firmware.epochs=4", "--set", "export.calib_images=100",
@@ -101,3 +101,35 @@ def test_paper_case_resnet18_full_width_fits_the_f746(tmp_path):
     assert e["flash_bytes"] <= 1024 * 1024
     assert e["total_sram_bytes"] <= 320 * 1024
     assert e["budgets_ok"] and e["features"]["bit_exact"]
+
+
+def test_a_rebuild_killed_after_the_twin_elf_is_never_emulated(resnet_run, tmp_path):
+    """Issue 16's case: a rebuild (firmware.epochs 4 -> 2) killed right after the twin's
+    firmware.elf is renamed into place. emulate must refuse the half-committed build (its
+    build.json does not vouch for the new ELF) instead of running the new ELF against the old
+    record; the rerun of build commits, and emulate then reports the new settings."""
+    import shutil
+    import subprocess
+
+    from helpers import REPO, cli_command, cli_env
+
+    run_dir, before = resnet_run
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    rebuild = ("build", "--quiet", "--run-dir", str(folder), *TINY, *SMALL_FW,
+               "--set", "firmware.epochs=2")
+    env = {**cli_env(), "ENTROPI_TEST_KILL_AFTER_RENAME": "mps2-an500/firmware.elf"}
+    r = subprocess.run(cli_command(*rebuild), cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 137, r.stderr[-2000:]
+    elf = RunPaths(folder).board_dir("mps2-an500") / "firmware.elf"
+    assert elf.read_bytes() != (RunPaths(run_dir).board_dir("mps2-an500") / "firmware.elf").read_bytes()
+    assert_one_line_error(run_cli("emulate", "--run-dir", str(folder)), "build")
+    r = run_cli(*rebuild)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_cli("emulate", "--run-dir", str(folder), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = json.loads(r.stdout)
+    assert after["features"]["bit_exact"] and before["features"]["bit_exact"]
+    # epoch 0 is the fresh head, then one line per training epoch
+    assert len(before["device_epochs"]) == 1 + 4 and len(after["device_epochs"]) == 1 + 2
