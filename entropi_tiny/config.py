@@ -105,6 +105,11 @@ class FirmwareConfig:
     batch_size: int = 1
     seed: int = 0
     stack_bytes: int = 8192
+    # Head storage (docs/head.md): 0 lets the build pick the richest that fits the board;
+    # 16 (bfloat16) or 32 (float32) is a fixed choice, only checked against the budget.
+    head_weight_bits: int = 0
+    head_momentum_bits: int = 0
+    head_rounding: str = "stochastic"   # for 16-bit stores: stochastic | nearest
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,8 @@ RANGES: dict[str, Range] = {
     # Below 2 KiB not even the startup code and printf fit; above 256 KiB
     # nothing is left of the F746's RAM for the model. AAPCS wants 8-byte alignment.
     "firmware.stack_bytes": Range(2048, 256 * 1024, multiple=8),
+    "firmware.head_weight_bits": Range(0, 32, multiple=16),
+    "firmware.head_momentum_bits": Range(0, 32, multiple=16),
 }
 FALLBACK_RANGE = Range(-(2**31), 2**31 - 1)
 MAX_LIST = 1000                        # seeds, domains, prunable kinds
@@ -387,6 +394,12 @@ def validate(cfg: Config) -> None:
     f = cfg.firmware
     if min(f.train_per_class, f.test_per_class, f.epochs, f.batch_size) < 1:
         raise UserError("firmware.train_per_class, test_per_class, epochs and batch_size must be >= 1")
+    if f.head_rounding not in ("stochastic", "nearest"):
+        raise UserError(f"firmware.head_rounding must be stochastic or nearest, "
+                        f"got {_name(f.head_rounding)}")
+    if (f.head_weight_bits == 0) != (f.head_momentum_bits == 0):
+        raise UserError("firmware.head_weight_bits and head_momentum_bits are both 0 (automatic) "
+                        "or both set (16 or 32)")
     t = cfg.transfer
     if t.epochs < 1 or t.batch_size < 1 or not t.seeds:
         raise UserError("transfer.epochs, transfer.batch_size must be >= 1 and seeds non-empty")

@@ -54,3 +54,35 @@ def test_nothing_fits_names_the_part():
     assert "\n" not in msg and "the momentum buffers" in msg and "nucleo-f746" in msg
     with pytest.raises(UserError, match="the extractor's arena"):
         choose_head(spec(num_classes=5), 100_000, ARENA, 5, OTHER).check()
+
+
+def test_explicit_storage_settings_reach_the_spec_and_are_only_checked():
+    """firmware.head_weight_bits / head_momentum_bits fix the storage; 0 leaves it to the build."""
+    from types import SimpleNamespace
+
+    from entropi_tiny.stages.codegen import _explicit_storage
+
+    auto = SimpleNamespace(head_weight_bits=0, head_momentum_bits=0, head_rounding="stochastic")
+    assert _explicit_storage(auto) == {}
+    fixed = SimpleNamespace(head_weight_bits=32, head_momentum_bits=16, head_rounding="stochastic")
+    s = spec(num_classes=5, momentum=0.9, **_explicit_storage(fixed))
+    plan = choose_head(s, RAM, ARENA, 5, OTHER, explicit=True)
+    assert (plan.spec.weight_bits, plan.spec.momentum_bits, plan.spec.rounding) == \
+        (32, 16, "stochastic")
+    # a fixed float32 head at the paper's scale is refused in one line naming the weights
+    wide = SimpleNamespace(head_weight_bits=32, head_momentum_bits=32, head_rounding="nearest")
+    plan = choose_head(spec(**_explicit_storage(wide)), RAM, ARENA, 5, OTHER, explicit=True)
+    with pytest.raises(UserError, match="head weights"):
+        plan.check("nucleo-f746")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("firmware.head_weight_bits=8", "firmware.head_weight_bits"),
+    ("firmware.head_weight_bits=16", "both 0"),
+    ("firmware.head_rounding=\"up\"", "stochastic or nearest"),
+])
+def test_bad_head_storage_settings_are_one_line_errors(override, needle):
+    from entropi_tiny.config import load_config
+
+    with pytest.raises(UserError, match=needle):
+        load_config("quick", None, [override])

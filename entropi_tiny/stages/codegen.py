@@ -24,7 +24,8 @@ from .export import export_state, run_export
 NAME = "codegen"
 SETTINGS = ("firmware.train_per_class", "firmware.test_per_class", "firmware.epochs",
             "firmware.lr", "firmware.lr_decay", "firmware.momentum", "firmware.weight_decay",
-            "firmware.batch_size", "firmware.seed", "firmware.stack_bytes")
+            "firmware.batch_size", "firmware.seed", "firmware.stack_bytes",
+            "firmware.head_weight_bits", "firmware.head_momentum_bits", "firmware.head_rounding")
 SPEC = {"model": {"arena_size": int}, "head": {"memory": dict}, "head_spec": dict,
         "samples": {"train": int, "test": int}}
 CODEGEN_DIR = Path(__file__).resolve().parents[1] / "codegen"
@@ -124,7 +125,16 @@ def head_spec(run: Run, samples: dict):
                     feature_zero_point=samples["feature_zero_point"], lr=f.lr,
                     momentum=f.momentum, weight_decay=f.weight_decay, lr_decay=f.lr_decay,
                     batch_size=f.batch_size, epochs=f.epochs, cache=True, shuffle=True,
-                    seed=f.seed)
+                    seed=f.seed, **_explicit_storage(f))
+
+
+def _explicit_storage(f) -> dict:
+    """The head storage the user fixed (firmware.head_*_bits), or nothing: automatic."""
+    if f.head_weight_bits == 0:
+        return {}
+    stochastic = 16 in (f.head_weight_bits, f.head_momentum_bits) and f.head_rounding == "stochastic"
+    return {"weight_bits": f.head_weight_bits, "momentum_bits": f.head_momentum_bits,
+            "rounding": "stochastic" if stochastic else "nearest"}
 
 
 def head_spec_to_dict(spec) -> dict:
@@ -159,7 +169,8 @@ def generate_sources(run: Run, board: str = "nucleo-f746") -> dict:
     # The richest head storage that fits the board beside the arena (one line naming the
     # part that does not fit otherwise).
     plan = choose_head(spec, get_board(board).ram_bytes, model["arena_size"],
-                       len(samples["test_q"]), run.cfg.firmware.stack_bytes + REST_BYTES)
+                       len(samples["test_q"]), run.cfg.firmware.stack_bytes + REST_BYTES,
+                       explicit=run.cfg.firmware.head_weight_bits != 0)
     plan.check(board)
     spec = plan.spec
     head = generate_head_sources(gen, spec)
