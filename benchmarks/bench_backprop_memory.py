@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from entropi_tiny import atomic  # noqa: E402
 from entropi_tiny.boards import FIRMWARE_DIR, get_board  # noqa: E402
-from entropi_tiny.build import APP_MAIN, firmware_sources  # noqa: E402
+from entropi_tiny.stages.build import APP_MAIN, firmware_sources  # noqa: E402
 from entropi_tiny.codegen.head import HeadSpec, generate_head_sources, head_memory  # noqa: E402
 from entropi_tiny.codegen.head_budget import PARTS, choose_head  # noqa: E402
 from entropi_tiny.codegen.samples import generate_sample_sources  # noqa: E402
-from entropi_tiny.emulate import parse_output  # noqa: E402
+from entropi_tiny.stages.emulate import parse_output  # noqa: E402
 from entropi_tiny.errors import UserError  # noqa: E402
 from entropi_tiny.head_reference import HeadReference  # noqa: E402
 from entropi_tiny.toolchain.build import compile_firmware  # noqa: E402
@@ -70,13 +70,14 @@ def ensure_model(work: Path, arch: str, alpha: float) -> Path:
     """A built sizing run of arch at width 1 and alpha (reused when already built)."""
     from entropi_tiny.config import load_config
     from entropi_tiny.paths import RunPaths
-    from entropi_tiny.pruning.oneshot import make_sizing_run
+    from entropi_tiny.stages.sizing import make_sizing_run
 
     run = work / f"{arch}-{alpha:g}"
     if not (run / "firmware" / "build.json").is_file():
         cfg = load_config("paper", overrides=[f"model.arch={json.dumps(arch)}", "model.width=1"])
         make_sizing_run(RunPaths(run), cfg, alpha=alpha)
-        r = cli("build", "--quiet", "--preset", "paper", "--run-dir", str(run), *FW)
+        # No --preset: the sizing folder's config.json (arch, width) is the base.
+        r = cli("build", "--quiet", "--run-dir", str(run), *FW)
         if r.returncode != 0:
             raise UserError(f"{arch} alpha {alpha}: {r.stderr.strip().splitlines()[-1]}")
     return run
