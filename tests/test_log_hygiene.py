@@ -9,7 +9,7 @@ SCRIPT = r"""
 import torch  # import order, DESIGN.md section 3
 from entropi_tiny.cli import main
 from entropi_tiny.export.quiet import import_quietly
-import entropi_tiny.export.tflite, entropi_tiny.export.tflm, entropi_tiny.export.pipeline
+import entropi_tiny.export.tflite, entropi_tiny.export.tflm, entropi_tiny.export.convert
 import_quietly("tensorflow")
 import_quietly("tflite_micro.python.tflite_micro.runtime")
 import_quietly("ai_edge_litert.interpreter")

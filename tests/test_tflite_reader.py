@@ -14,17 +14,20 @@ from entropi_tiny.export.tflite_ops import (ALLOWED_OPS, check_allowed_ops, desc
 from helpers import REPO, cli_env
 from hostile_tflite import shared_buffer_model, shared_shape_model, small_conv_model
 
-# Runs `export --tflite FILE` in-process for each file, after the imports, with the
-# address space limited to what is mapped then plus 400 MB; prints one verdict per file.
+# Runs `export --tflite FILE --feature-tensor y` in-process for each file, after the imports,
+# with the address space limited to what is mapped then plus 400 MB; prints one verdict per
+# file. The feature tensor is the models' output "y", so no cut happens before the weights
+# are read: the budget on reading them is what must refuse the file.
 LIMITED_CLI = r"""
 import contextlib, io, resource, sys, time
-import entropi_tiny.cli as cli, entropi_tiny.pipeline, entropi_tiny.export.sparse_image
+import entropi_tiny.cli as cli, entropi_tiny.stages.export, entropi_tiny.export.sparse_image
 pages = int(open("/proc/self/statm").read().split()[0])
 limit = pages * resource.getpagesize() + (400 << 20)
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 for path in sys.argv[2:]:
     t0, err = time.process_time(), io.StringIO()
-    sys.argv = ["entropi-tiny", "export", "--quiet", "--run-dir", sys.argv[1], "--tflite", path]
+    sys.argv = ["entropi-tiny", "export", "--quiet", "--run-dir", sys.argv[1], "--tflite", path,
+                "--feature-tensor", "y"]
     with contextlib.redirect_stderr(err):
         try:
             cli.main()
