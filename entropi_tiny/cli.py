@@ -22,6 +22,7 @@ from . import atomic
 from .config import PRESETS, Config, load_config
 from .errors import UserError
 from .paths import DEFAULT_RUN_DIR, RunPaths
+from .seeds import SeedList, for_each_seed
 
 
 def common_options(fn):
@@ -74,6 +75,7 @@ def cli() -> None:
     levels=("prune.levels", int, "Number of pruning levels, dense included"),
     rate=("prune.rate", float, "Fraction of survivors pruned per level"),
     seed=("prune.seed", int, "Random seed"),
+    source_seeds=("prune.source_seeds", SeedList(), "IMP once per seed, in seeds/seed_N/"),
 )
 @common_options
 def prune(cfg: Config, paths: RunPaths, quiet: bool) -> None:
@@ -97,7 +99,7 @@ def select(cfg: Config, paths: RunPaths, quiet: bool, as_json: bool) -> None:
     """Entropy of every level's encoder on the target train set; pick the maximum."""
     from .pipeline import run_select
 
-    table = run_select(cfg, paths, quiet=quiet)
+    table = for_each_seed(run_select, cfg, paths, quiet=quiet)[-1]   # seeds.py
     if as_json:
         click.echo(json.dumps(table, indent=2))
     elif not quiet:
@@ -126,7 +128,7 @@ def transfer(cfg: Config, paths: RunPaths, quiet: bool, all_levels: bool) -> Non
     """Train the linear head on the frozen selected and dense encoders."""
     from .pipeline import run_transfer
 
-    result = run_transfer(cfg, paths, all_levels=all_levels, quiet=quiet)
+    result = for_each_seed(run_transfer, cfg, paths, all_levels=all_levels, quiet=quiet)[-1]
     if not quiet:
         for r in result["rows"]:
             tag = {result["selected_level"]: " (selected)", result["dense_level"]: " (dense)"}

@@ -24,6 +24,7 @@ from .paths import RunPaths
 from .pruning.checkpoint import load_level
 from .selection.entropy import encoder_entropy, select_level
 from .transfer import level_features, summarize, train_head
+from .transfer_extras import run_transfer_extras
 
 ENTROPY_FORMAT = "entropi-tiny/entropy-v1"
 TRANSFER_FORMAT = "entropi-tiny/transfer-v1"
@@ -61,7 +62,8 @@ def run_select(cfg: Config, paths: RunPaths, quiet: bool = False) -> dict:
     output on the target training set, and the max-entropy level."""
     levels = _levels(paths)
     target = _target(cfg)
-    key = {"target": target.name, "n_train": len(target.train), "levels_m": cfg.select.levels_m}
+    key = {"target": target.name, "n_train": len(target.train), "levels_m": cfg.select.levels_m,
+           "subset_k": cfg.select.subset_k, "subset_draws": cfg.select.subset_draws}
     done = _load_rows(paths.entropy_json, ENTROPY_FORMAT, key)
     rows = []
     for level in tqdm(levels, desc="entropy", unit="level", disable=quiet):
@@ -69,7 +71,9 @@ def run_select(cfg: Config, paths: RunPaths, quiet: bool = False) -> dict:
             model, _, meta = load_level(paths.level_checkpoint(level))
             encoder, _ = split_model(model)
             result = encoder_entropy(encoder, target.train.images, cfg.select.batch_size,
-                                     cfg.select.levels_m, normalize=data.normalize)
+                                     cfg.select.levels_m, normalize=data.normalize,
+                                     subset_k=cfg.select.subset_k,
+                                     subset_draws=cfg.select.subset_draws)
             done[level] = {"level": level, "alpha_target": meta["alpha_target"],
                            "alpha": meta["alpha_actual"], **result.to_dict()}
             _write_entropy(paths, key, [done[k] for k in sorted(done)], cfg, None)
@@ -117,6 +121,7 @@ def run_transfer(cfg: Config, paths: RunPaths, all_levels: bool = False,
         done[level] = {"level": level, "alpha": meta["alpha_actual"],
                        "feature_dim": int(feats["train"].shape[1]), **summarize(runs)}
         _write_transfer(paths, key, done, chosen, levels[0])
+    run_transfer_extras(cfg, paths, target, chosen, wanted, key, quiet)   # controls.json
     return _write_transfer(paths, key, done, chosen, levels[0])
 
 

@@ -33,6 +33,10 @@ from .train import evaluate, make_optimizer, steps_per_epoch, train_epoch
 RUN_SECTIONS = ("data", "model", "prune")
 
 
+# Keys that change what runs beside the levels, never a level: a rerun may differ in them.
+NOT_CHECKED = {("prune", "matched_control")}
+
+
 def check_run_config(paths: RunPaths, cfg: Config, sections=RUN_SECTIONS) -> None:
     """Refuse to mix configs in one run folder: finished work is never overwritten."""
     if not paths.config.is_file():
@@ -41,6 +45,8 @@ def check_run_config(paths: RunPaths, cfg: Config, sections=RUN_SECTIONS) -> Non
     now = cfg.to_dict()
     for section in sections:
         for key, value in now[section].items():
+            if (section, key) in NOT_CHECKED:
+                continue
             old = saved.get(section, {}).get(key)
             if old != value:
                 raise UserError(f"run folder {paths.root} was made with {section}.{key}={old!r}, "
@@ -48,9 +54,16 @@ def check_run_config(paths: RunPaths, cfg: Config, sections=RUN_SECTIONS) -> Non
 
 
 def run_imp(cfg: Config, paths: RunPaths, quiet: bool = False) -> list[dict]:
+    """IMP in `paths`, or with prune.source_seeds once per seed in seeds/seed_N/
+    (returning the last seed's rows); then the matched control when it is "all"."""
+    from ..seeds import seed_runs
+
     ctx = DistContext.from_env()
     try:
-        return _run(cfg, paths, ctx, quiet or not ctx.is_main)
+        rows = []
+        for run_cfg, run_paths in seed_runs(cfg, paths, write=ctx.is_main):
+            rows = _run(run_cfg, run_paths, ctx, quiet or not ctx.is_main)
+        return rows
     finally:
         ctx.close()
 
@@ -83,6 +96,9 @@ def _run(cfg: Config, paths: RunPaths, ctx: DistContext, quiet: bool) -> list[di
     bar.close()
     if ctx.is_main:
         atomic.write_json(paths.prune_summary, {"levels": [_row(m) for m in rows]})
+    if cfg.prune.matched_control == "all" and len(alphas) > 1:
+        from .control import train_controls
+        train_controls(cfg, paths, ctx, task, len(alphas) - 1, quiet)
     return rows
 
 
@@ -93,24 +109,40 @@ def _row(meta: dict) -> dict:
 
 
 def _start_weights(cfg, paths, level, alpha, model, init_state):
-    """Weights and masks a level starts from: the previous level's, pruned."""
+    """Weights and masks a level starts from (the previous level's, pruned), and
+    how many epochs of training those weights have already seen."""
     params = prunable_parameters(model, cfg.prune.include)
     if level == 0:
         model.load_state_dict(init_state)
-        return full_masks(params)
-    prev_model, prev_masks, _ = ckpt.load_level(paths.level_checkpoint(level - 1))
+        return full_masks(params), 0
+    prev_model, prev_masks, prev_meta = ckpt.load_level(paths.level_checkpoint(level - 1))
     model.load_state_dict(prev_model.state_dict())
     masks = global_magnitude_masks(params, prev_masks, alpha)
+    before = epochs_seen(prev_meta)
     if cfg.prune.rewind:
         rewind = atomic.load_torch(paths.rewind_checkpoint, "entropi-tiny/rewind-v1")
         ckpt.load_state(model, rewind.get("state_dict"), paths.rewind_checkpoint)
+        before = cfg.prune.rewind_epoch
     apply_masks(params, masks)
-    return masks
+    return masks, before
+
+
+def epochs_seen(meta: dict) -> int | None:
+    """Epochs a checkpoint's weights were trained in all (None: an older file)."""
+    value = meta.get("epochs_total")
+    return int(value) if value is not None else None
 
 
 def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task, level: int,
-                 alpha: float, model: nn.Module, init_state: dict, quiet: bool) -> dict:
-    masks = _start_weights(cfg, paths, level, alpha, model, init_state)
+                 alpha: float, model: nn.Module, init_state: dict, quiet: bool,
+                 start_fn=None) -> dict:
+    """Train one level into paths.level_checkpoint(level). `start_fn(model)` loads
+    the starting weights and returns the masks (default: IMP's, _start_weights);
+    the matched dense control passes its own (pruning/control.py)."""
+    if start_fn is None:
+        masks, before = _start_weights(cfg, paths, level, alpha, model, init_state)
+    else:
+        masks, before = start_fn(model)
     model.to(ctx.device)
     params = prunable_parameters(model, cfg.prune.include)
     masks = {n: m.to(ctx.device) for n, m in masks.items()}
@@ -144,16 +176,19 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
     bar.close()
     meta = {}
     if ctx.is_main:
-        meta = _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses)
+        meta = _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses, before)
     return meta
 
 
-def _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses) -> dict:
+def _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses, before) -> dict:
     model_cpu = model.to("cpu")
     masks = {n: m.cpu() for n, m in masks.items()}
+    # losses holds one entry per epoch trained at this level (resumed ones included).
+    total = None if before is None else before + len(losses)
     meta = {"level": level, "alpha_target": alpha, **density(model_cpu, params),
             "train_acc": evaluate(model_cpu, task.train), "test_acc": evaluate(model_cpu, task.test),
             "train_loss": losses[-1] if losses else None,
+            "epochs_level": len(losses), "epochs_total": total,
             "arch": cfg.model.arch, "width": cfg.model.width, "num_classes": task.num_classes,
             "classes": list(task.classes), "config": cfg.to_dict()}
     ckpt.save_level(paths.level_checkpoint(level), model_cpu, masks, meta)
