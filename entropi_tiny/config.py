@@ -172,13 +172,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Under an hour on two cores: 5,000 source images, 8 epochs per level (a dense
     # level 0 that has converged on them), alpha down to 0.01 in 6 levels, and a
     # matched dense control for every level (the dense-vs-pruned curve).
-    "medium": {
-        "data": _medium_data(),
+    "medium": {   # + "data": _medium_data(), resolved when the preset is loaded
         "model": {"width": 0.25},
         "prune": {"epochs": 8, "levels": 6, "rate": 0.6, "lr": 0.05, "matched_control": "all"},
         "transfer": TUNED_HEAD,
     },
 }
+
+
+# Presets whose data depends on the machine: computed at load time.
+PRESET_DATA = {"medium": lambda: {"data": _medium_data()} if _medium_data() else {}}
 
 
 def _plain(d: dict) -> dict:
@@ -248,7 +251,8 @@ def load_config(preset: str = "quick", toml_path: str | Path | None = None,
                 overrides: tuple[str, ...] | list[str] = ()) -> Config:
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
-    cfg = _apply(Config(), PRESETS[preset], f"preset {preset}")
+    cfg = _apply(Config(), {**PRESETS[preset], **PRESET_DATA.get(preset, dict)()},
+                 f"preset {preset}")
     if toml_path is not None:
         path = Path(toml_path)
         try:

@@ -79,7 +79,8 @@ def train_controls(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Ta
         if not final.is_file():
             model = models.build_model(cfg.model.arch, task.num_classes, cfg.model.width)
             start = _start(cfg, paths, level)
-            _train_level(cfg, cpaths, ctx, task, level, 1.0, model, None, quiet, start_fn=start)
+            _train_level(cfg, cpaths, ctx, task, level, 1.0, model, None, quiet, start_fn=start,
+                         label="dense control of level")
             ctx.barrier()
         rows.append(control_row(cfg, cpaths, level))
     if ctx.is_main and rows:

@@ -135,7 +135,7 @@ def epochs_seen(meta: dict) -> int | None:
 
 def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task, level: int,
                  alpha: float, model: nn.Module, init_state: dict, quiet: bool,
-                 start_fn=None) -> dict:
+                 start_fn=None, label: str = "level") -> dict:
     """Train one level into paths.level_checkpoint(level). `start_fn(model)` loads
     the starting weights and returns the masks (default: IMP's, _start_weights);
     the matched dense control passes its own (pruning/control.py)."""
@@ -158,7 +158,7 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
     net = nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
     n_steps = steps_per_epoch(len(task.train), cfg.prune.batch_size, ctx)
     bar = tqdm(total=cfg.prune.epochs * n_steps, initial=start * n_steps, leave=False,
-               desc=f"level {level} (alpha {alpha:.4f})", unit="step", disable=quiet, position=1)
+               desc=f"{label} {level} (alpha {alpha:.4f})", unit="step", disable=quiet, position=1)
     for epoch in range(start, cfg.prune.epochs):
         loss = train_epoch(net, params, masks, opt, task.train, cfg, level, epoch, ctx,
                            on_step=lambda: bar.update(1))
@@ -170,7 +170,7 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
                 _save_rewind(paths, model)
             ckpt.save_partial(partial, model, opt, masks, epoch + 1, losses)
             if not quiet:
-                tqdm.write(f"level {level:2d} alpha {alpha:.4f} epoch {epoch + 1}/"
+                tqdm.write(f"{label} {level:2d} alpha {alpha:.4f} epoch {epoch + 1}/"
                            f"{cfg.prune.epochs} loss {loss:.4f}")
         ctx.barrier()
     bar.close()
