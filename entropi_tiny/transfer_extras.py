@@ -58,6 +58,10 @@ def run_transfer_extras(cfg: Config, paths: RunPaths, target: data.Task, chosen:
                               "holdout_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                               "n_holdout": runs[0]["n_holdout"]}
     keep = {k: v for k, v in controls.items() if k in todo}
+    if not quiet:
+        for r in keep.values():
+            tqdm.write(f"dense control of level {r['level']} ({r['cumulative_epochs']} epochs, "
+                       f"alpha 1.0000): top-1 {r['test_acc_mean']:.2f} +- {r['test_acc_std']:.2f}")
     return _write(paths, key, chosen, keep, {k: v for k, v in holdout.items() if k in wanted})
 
 
