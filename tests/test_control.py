@@ -88,3 +88,16 @@ def test_killed_control_resumes_bit_identical(run_copy, tmp_path, monkeypatch):
         assert torch.equal(v, b[0].state_dict()[k]), k
     assert a[2]["epochs_total"] == b[2]["epochs_total"] == cumulative_epochs(CFG.prune, 1)
     assert not control_paths(run_copy).level_partial(1).exists()
+
+
+def test_the_control_mode_may_change_between_reruns(tmp_path):
+    from entropi_tiny import atomic
+    from entropi_tiny.errors import UserError
+
+    paths = RunPaths(tmp_path)
+    atomic.write_json(paths.config, CFG.to_dict())
+    other = dataclasses.replace(CFG, prune=dataclasses.replace(CFG.prune, matched_control="all"))
+    imp.check_run_config(paths, other)                   # no level depends on it
+    faster = dataclasses.replace(CFG, prune=dataclasses.replace(CFG.prune, lr=0.2))
+    with pytest.raises(UserError, match="prune.lr"):
+        imp.check_run_config(paths, faster)
