@@ -147,5 +147,6 @@ def test_cli_refuses_in_one_line_and_leaves_the_folder_untouched(tmp_path, args,
     assert_one_line_error(run_cli("prune", "--run-dir", str(run), *args), needle)
     assert not run.exists()          # nothing recorded, so the folder is not poisoned:
     from entropi_tiny.paths import RunPaths
-    from entropi_tiny.pruning.imp import check_run_config
-    check_run_config(RunPaths(run), load_config("quick"))   # a good setting is welcome there
+    from entropi_tiny.stages.contract import Run
+    from entropi_tiny.stages.prune import guard_levels
+    guard_levels(Run(load_config("quick"), RunPaths(run)))   # a good setting is welcome there
