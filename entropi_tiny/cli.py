@@ -26,6 +26,7 @@ import click
 from .config import PRESETS
 from .errors import UserError
 from .paths import DEFAULT_RUN_DIR, RunPaths
+from .seeds import SeedList, for_each_seed
 
 
 DATA_OPTIONS = {
@@ -111,6 +112,7 @@ def cli() -> None:
     levels=("prune.levels", int, "Number of pruning levels, dense included"),
     rate=("prune.rate", float, "Fraction of survivors pruned per level"),
     seed=("prune.seed", int, "Random seed"),
+    source_seeds=("prune.source_seeds", SeedList(), "IMP once per seed, in seeds/seed_N/"),
 )
 @common_options
 @click.option("--replace-levels", is_flag=True,
@@ -119,7 +121,7 @@ def prune(run, replace_levels: bool) -> None:
     """Train on the source task with iterative magnitude pruning (one checkpoint per level)."""
     from .stages.prune import run_prune
 
-    manifest = run_prune(run, replace=replace_levels)
+    manifest = for_each_seed(run_prune, run, replace=replace_levels)[-1]
     if not run.quiet and manifest["levels"]:
         click.echo(_level_table(manifest["levels"]))
 
@@ -127,7 +129,7 @@ def prune(run, replace_levels: bool) -> None:
 @cli.command()
 @shortcut_options(
     levels_m=("select.levels_m", int, "Quantization levels M of eq. 3"),
-    criterion=("select.criterion", str, "exact (eq. 6) or bound (eq. 8)"),
+    criterion=("select.criterion", str, "exact (eq. 6), bound (eq. 8) or subset"),
 )
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the entropy table as JSON.")
@@ -135,7 +137,7 @@ def select(run, as_json: bool) -> None:
     """Entropy of every level's encoder on the target train set; pick the maximum."""
     from .stages.select import run_select
 
-    table = run_select(run)
+    table = for_each_seed(run_select, run)[-1]              # per source seed (seeds.py)
     if as_json:
         click.echo(json.dumps(table, indent=2))
     elif not run.quiet:
@@ -163,7 +165,7 @@ def transfer(run, all_levels: bool) -> None:
     """Train the linear head on the frozen selected and dense encoders."""
     from .stages.transfer import run_transfer
 
-    result = run_transfer(run, all_levels=all_levels)
+    result = for_each_seed(run_transfer, run, all_levels=all_levels)[-1]
     if not run.quiet:
         for r in result["rows"]:
             tag = {result["selected_level"]: " (selected)", result["dense_level"]: " (dense)"}

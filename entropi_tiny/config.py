@@ -44,6 +44,8 @@ class DataConfig:
     target_domains: tuple[str, ...] = ()
     test_fraction: float = 0.2       # held-out share when a tree has no train/test split
     augment: bool = True             # random crop (pad 4) + horizontal flip on source
+    source_classes: tuple[str, ...] = ()   # keep only these classes of the source (all if empty)
+    target_classes: tuple[str, ...] = ()   # ... and of the target, relabelled 0..k-1 in order
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,20 @@ class PruneConfig:
     rewind: bool = False             # lottery-ticket rewinding of surviving weights
     rewind_epoch: int = 0            # rewind to the weights after this many dense epochs
     seed: int = 0
+    # Budget-matched dense control (pruning/control.py): "selected" trains it up to
+    # the selected level's epoch budget when `transfer` runs; "all" trains one per
+    # level in `prune`; "none" skips it. It never changes a level.
+    matched_control: str = "selected"
+    source_seeds: tuple[int, ...] = ()   # IMP once per seed, in seeds/seed_N/ (seeds.py)
 
 
 @dataclass(frozen=True)
 class SelectConfig:
     levels_m: int = 4                # M, quantization levels of eq. 3
-    criterion: str = "exact"         # exact (eq. 6) | bound (eq. 8)
+    criterion: str = "exact"         # exact (eq. 6) | bound (eq. 8) | subset (eq. 6 on k neurons)
     batch_size: int = 256
+    subset_k: int = 4                # neurons per random subset of the "subset" criterion
+    subset_draws: int = 64           # subsets averaged (fixed seed 0)
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,10 @@ class TransferConfig:
     batch_size: int = 128
     epochs: int = 100
     seeds: tuple[int, ...] = (0, 1, 2)
+    standardize: bool = False        # z-score features with the train set's mean and std
+    init: str = "random"             # random (nn.Linear default) | ridge (closed-form start)
+    ridge: float = 1e-2              # ridge penalty per sample of the closed-form start
+    holdout_fraction: float = 0.2    # share of target train held out by the validation baseline
 
 
 @dataclass(frozen=True)
@@ -126,14 +139,62 @@ class Config:
         return {f.name: _plain(dataclasses.asdict(getattr(self, f.name))) for f in fields(self)}
 
 
+# The tuned host head (standardised features, ridge start, then Adam): the
+# comparison is then between encoders, not between under-trained heads. The
+# paper's head recipe stays in `paper` (and `--set transfer.init=random
+# --set transfer.standardize=false` anywhere).
+TUNED_HEAD = {"lr": 1e-3, "epochs": 40, "standardize": True, "init": "ridge"}
+# The medium preset's source and target: the ten classes of the shared
+# 12,000-image CIFAR-10 subset split into two disjoint five-class tasks (the same
+# split as the built-in data, so the target is new classes, never a subtask of the
+# source), or the built-in data when that subset is not on this machine.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+SHARED_CIFAR10_ENV = "ENTROPI_TINY_CIFAR10_SUBSET"
+
+
+def shared_cifar10() -> Path | None:
+    """The shared CIFAR-10 subset ({train,test}/<class>/*.png), if present: the
+    folder named by $ENTROPI_TINY_CIFAR10_SUBSET, else shared/data/cifar10 beside
+    the checkout (or beside its parent, for a worktree)."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    env = os.environ.get(SHARED_CIFAR10_ENV)
+    candidates = [Path(env)] if env else [repo.parent / "shared" / "data" / "cifar10",
+                                          repo.parent.parent / "shared" / "data" / "cifar10"]
+    return next((c for c in candidates if (c / "train").is_dir() and (c / "test").is_dir()), None)
+
+
+def _medium_data() -> dict[str, Any]:
+    root = shared_cifar10()
+    if root is None:
+        return {}
+    spec = f"imagefolder:{root}"
+    return {"source": spec, "target": spec, "source_classes": list(CIFAR10_CLASSES[:5]),
+            "target_classes": list(CIFAR10_CLASSES[5:])}
+
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "quick": {
         "model": {"width": 0.25},
         "prune": {"epochs": 3, "levels": 10, "rate": 0.4, "lr": 0.05},
-        "transfer": {"lr": 1e-3, "epochs": 40},
+        "transfer": TUNED_HEAD,
+    },
+    # Under an hour on two cores: 5,000 source images, 8 epochs per level (a dense
+    # level 0 that has converged on them), alpha down to 0.01 in 6 levels, and a
+    # matched dense control for every level (the dense-vs-pruned curve).
+    "medium": {   # + "data": _medium_data(), resolved when the preset is loaded
+        "model": {"width": 0.25},
+        "prune": {"epochs": 8, "levels": 6, "rate": 0.6, "lr": 0.05, "matched_control": "all"},
+        "transfer": TUNED_HEAD,
     },
 }
+
+
+# Presets whose data depends on the machine: computed at load time.
+PRESET_DATA = {"medium": lambda: {"data": _medium_data()} if _medium_data() else {}}
 
 
 def _plain(d: dict) -> dict:
@@ -175,7 +236,6 @@ RANGES: dict[str, Range] = {
     "model.width": Range(0, 4, low_open=True),
     "prune.rate": Range(0, 1, low_open=True, high_open=True),
     "prune.levels": Range(1, 100),
-    "export.level": Range(-1, 99),
     "prune.min_alpha": _UNIT,
     "prune.epochs": _COUNT,
     "prune.batch_size": _COUNT,
@@ -186,6 +246,11 @@ RANGES: dict[str, Range] = {
     "prune.seed": _SEED,
     "select.levels_m": Range(2, 256),
     "select.batch_size": _COUNT,
+    "select.subset_k": Range(1, 4096),          # neurons per subset (a feature vector's size)
+    "select.subset_draws": Range(1, 100_000),
+    "prune.source_seeds": _SEED,
+    "transfer.ridge": Range(0, 1e6, low_open=True),
+    "transfer.holdout_fraction": Range(0, 1, low_open=True, high_open=True),
     "transfer.lr": _LR,
     "transfer.lr_decay": Range(0, 1, low_open=True),
     "transfer.batch_size": _COUNT,
@@ -193,6 +258,7 @@ RANGES: dict[str, Range] = {
     "transfer.seeds": _SEED,
     "export.calib_images": _COUNT,
     "export.check_images": _COUNT,
+    "export.level": Range(-1, 99),              # -1: the selected level; levels < prune.levels
     # Firmware settings end up as C constants and sizes in a 320 KiB RAM.
     "firmware.train_per_class": Range(1, 10_000),
     "firmware.test_per_class": Range(1, 10_000),
@@ -332,7 +398,8 @@ def load_config(preset: str = "quick", toml_path: str | Path | None = None,
     elif preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
     else:
-        cfg = _apply(Config(), PRESETS[preset], f"preset {preset}")
+        cfg = _apply(Config(), {**PRESETS[preset], **PRESET_DATA.get(preset, dict)()},
+                     f"preset {preset}")
     if toml_path is not None:
         path = Path(toml_path)
         try:
@@ -381,9 +448,10 @@ def validate(cfg: Config) -> None:
         raise UserError("prune.rewind_epoch cannot exceed prune.epochs")
     if cfg.select.levels_m < 2:
         raise UserError(f"select.levels_m (M) must be >= 2, got {cfg.select.levels_m}")
-    if cfg.select.criterion not in ("exact", "bound"):
-        raise UserError(f"select.criterion must be 'exact' or 'bound', "
+    if cfg.select.criterion not in ("exact", "bound", "subset"):
+        raise UserError(f"select.criterion must be 'exact', 'bound' or 'subset', "
                         f"got '{_name(cfg.select.criterion)}'")
+    _validate_issue12(cfg)
     if not 0.0 < cfg.data.test_fraction < 1.0:
         raise UserError("data.test_fraction must be in (0, 1)")
     if cfg.export.calib_images < 1 or cfg.export.check_images < 1:
@@ -403,3 +471,20 @@ def validate(cfg: Config) -> None:
     t = cfg.transfer
     if t.epochs < 1 or t.batch_size < 1 or not t.seeds:
         raise UserError("transfer.epochs, transfer.batch_size must be >= 1 and seeds non-empty")
+
+
+def _validate_issue12(cfg: Config) -> None:
+    """The control, seed, subset-entropy and head-recipe fields."""
+    p, s, t = cfg.prune, cfg.select, cfg.transfer
+    if p.matched_control not in ("none", "selected", "all"):
+        raise UserError(f"prune.matched_control must be 'none', 'selected' or 'all', "
+                        f"got '{_name(p.matched_control)}'")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in p.source_seeds) \
+            or len(set(p.source_seeds)) != len(p.source_seeds):
+        raise UserError(f"prune.source_seeds must be distinct integers >= 0, got {list(p.source_seeds)}")
+    if s.subset_k < 1 or s.subset_draws < 1:
+        raise UserError("select.subset_k and select.subset_draws must be >= 1")
+    if t.init not in ("random", "ridge"):
+        raise UserError(f"transfer.init must be 'random' or 'ridge', got '{_name(t.init)}'")
+    if t.ridge <= 0 or not 0.0 < t.holdout_fraction < 1.0:
+        raise UserError("transfer.ridge must be > 0 and transfer.holdout_fraction in (0, 1)")

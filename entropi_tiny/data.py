@@ -79,6 +79,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def load_task(spec: str, role: str, cfg: DataConfig) -> Task:
+    keep = cfg.source_classes if role == "source" else cfg.target_classes
+    return keep_classes(_load_task(spec, role, cfg), keep)
+
+
+def _load_task(spec: str, role: str, cfg: DataConfig) -> Task:
     domains = cfg.source_domains if role == "source" else cfg.target_domains
     if spec == "builtin":
         return _builtin(role)
@@ -88,6 +93,27 @@ def load_task(spec: str, role: str, cfg: DataConfig) -> Task:
         return _imagefolder(Path(spec.split(":", 1)[1]), domains, cfg.test_fraction)
     raise UserError(f"unknown dataset '{spec}' (choose builtin, cifar10, cifar100 "
                     "or imagefolder:PATH)")
+
+
+def keep_classes(task: Task, keep: tuple[str, ...]) -> Task:
+    """The task restricted to the named classes (all when `keep` is empty),
+    relabelled 0..k-1 in the order given: how one folder of ten classes serves
+    as two disjoint tasks (data.source_classes / data.target_classes)."""
+    if not keep:
+        return task
+    unknown = [c for c in keep if c not in task.classes]
+    if unknown:
+        raise UserError(f"class '{unknown[0]}' is not in {task.name} "
+                        f"(classes: {', '.join(task.classes)})")
+    old = torch.tensor([task.classes.index(c) for c in keep])
+
+    def restrict(split: Split) -> Split:
+        hit = split.labels.unsqueeze(1) == old.unsqueeze(0)       # (n, k)
+        rows = hit.any(1)
+        return Split(split.images[rows].contiguous(), hit[rows].int().argmax(1).to(torch.int64))
+
+    tag = "+".join(keep) if len(keep) <= 3 else f"{keep[0]}..{keep[-1]}({len(keep)})"
+    return Task(f"{task.name}[{tag}]", tuple(keep), restrict(task.train), restrict(task.test))
 
 
 # -- built-in subset -----------------------------------------------------------

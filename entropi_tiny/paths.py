@@ -78,6 +78,11 @@ class RunPaths:
     def transfer_json(self) -> Path:
         return self.root / "transfer.json"
 
+    @property
+    def controls_json(self) -> Path:
+        """The dense controls' heads and the holdout baseline (stages/control.py)."""
+        return self.root / "controls.json"
+
     # -- report and profile ------------------------------------------------
     @property
     def report_json(self) -> Path:

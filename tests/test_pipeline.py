@@ -51,8 +51,25 @@ def test_transfer_and_report(run):
     paths = RunPaths(run)
     assert paths.figure3_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = atomic.read_json(paths.report_json)
-    assert set(summary["table1"]) == {"dense", "pruned"}
-    assert "Table 1" in paths.report_md.read_text()
+    t1, chosen = summary["table1"], summary["table1"]["pruned"]["level"]
+    assert {"dense", "pruned", "matched_dense"} <= set(t1)
+    # the matched control has seen the selected level's epochs, and is dense
+    assert t1["matched_dense"]["epochs"] == t1["pruned"]["epochs"] == 2 * (chosen + 1)
+    assert t1["matched_dense"]["alpha"] == 1.0 and t1["matched_dense"]["n_seeds"] == 2
+    extras = atomic.read_json(paths.root / "controls.json")
+    if chosen > 0:
+        ctl = next(r for r in extras["controls"] if r["level"] == chosen)
+        assert ctl["epochs_total"] == ctl["cumulative_epochs"] == 2 * (chosen + 1)
+        assert t1["matched_dense"]["top1_mean"] == ctl["test_acc_mean"]
+    assert [r["level"] for r in extras["holdout"]] == [0, 1, 2]
+    q = summary["selection"]
+    accs = {r["level"]: r["target_acc_mean"] for r in summary["levels"]}
+    assert q["n_evaluated"] == 3 and accs[q["oracle"]["level"]] == max(accs.values())
+    assert q["selected"]["regret"] == pytest.approx(max(accs.values()) - accs[chosen])
+    assert set(q["spearman"]) == {"exact", "bound", "subset"}
+    assert set(q["baselines"]) == {"sparsest", "best_source", "holdout", "dense"}
+    text = paths.report_md.read_text()
+    assert "Table 1" in text and "dense, matched epochs" in text and "regret" in text
 
 
 def test_profile_json_matches_paper_frozen_rows():

@@ -75,24 +75,40 @@ def summary_row(meta: dict) -> dict:
 
 
 def _start_weights(cfg, paths, level, alpha, model, init_state):
-    """Weights and masks a level starts from: the previous level's, pruned."""
+    """Weights and masks a level starts from (the previous level's, pruned), and
+    how many epochs of training those weights have already seen."""
     params = prunable_parameters(model, cfg.prune.include)
     if level == 0:
         model.load_state_dict(init_state)
-        return full_masks(params)
-    prev_model, prev_masks, _ = ckpt.load_level(paths.level_checkpoint(level - 1))
+        return full_masks(params), 0
+    prev_model, prev_masks, prev_meta = ckpt.load_level(paths.level_checkpoint(level - 1))
     model.load_state_dict(prev_model.state_dict())
     masks = global_magnitude_masks(params, prev_masks, alpha)
+    before = epochs_seen(prev_meta)
     if cfg.prune.rewind:
         rewind = atomic.load_torch(paths.rewind_checkpoint, "entropi-tiny/rewind-v1")
         ckpt.load_state(model, rewind.get("state_dict"), paths.rewind_checkpoint)
+        before = cfg.prune.rewind_epoch
     apply_masks(params, masks)
-    return masks
+    return masks, before
+
+
+def epochs_seen(meta: dict) -> int | None:
+    """Epochs a checkpoint's weights were trained in all (None: an older file)."""
+    value = meta.get("epochs_total")
+    return int(value) if value is not None else None
 
 
 def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task, level: int,
-                 alpha: float, model: nn.Module, init_state: dict, quiet: bool) -> dict:
-    masks = _start_weights(cfg, paths, level, alpha, model, init_state)
+                 alpha: float, model: nn.Module, init_state: dict, quiet: bool,
+                 start_fn=None, label: str = "level") -> dict:
+    """Train one level into paths.level_checkpoint(level). `start_fn(model)` loads
+    the starting weights and returns the masks (default: IMP's, _start_weights);
+    the matched dense control passes its own (pruning/control.py)."""
+    if start_fn is None:
+        masks, before = _start_weights(cfg, paths, level, alpha, model, init_state)
+    else:
+        masks, before = start_fn(model)
     model.to(ctx.device)
     params = prunable_parameters(model, cfg.prune.include)
     masks = {n: m.to(ctx.device) for n, m in masks.items()}
@@ -109,7 +125,7 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
     net = nn.parallel.DistributedDataParallel(model) if ctx.distributed else model
     n_steps = steps_per_epoch(len(task.train), cfg.prune.batch_size, ctx)
     bar = tqdm(total=cfg.prune.epochs * n_steps, initial=start * n_steps, leave=False,
-               desc=f"level {level} (alpha {alpha:.4f})", unit="step", disable=quiet, position=1)
+               desc=f"{label} {level} (alpha {alpha:.4f})", unit="step", disable=quiet, position=1)
     for epoch in range(start, cfg.prune.epochs):
         loss = train_epoch(net, params, masks, opt, task.train, cfg, level, epoch, ctx,
                            on_step=lambda: bar.update(1))
@@ -121,22 +137,25 @@ def _train_level(cfg: Config, paths: RunPaths, ctx: DistContext, task: data.Task
                 _save_rewind(paths, model)
             ckpt.save_partial(partial, model, opt, masks, epoch + 1, losses)
             if not quiet:
-                tqdm.write(f"level {level:2d} alpha {alpha:.4f} epoch {epoch + 1}/"
+                tqdm.write(f"{label} {level:2d} alpha {alpha:.4f} epoch {epoch + 1}/"
                            f"{cfg.prune.epochs} loss {loss:.4f}")
         ctx.barrier()
     bar.close()
     meta = {}
     if ctx.is_main:
-        meta = _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses)
+        meta = _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses, before)
     return meta
 
 
-def _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses) -> dict:
+def _finish_level(cfg, paths, task, level, alpha, model, params, masks, losses, before) -> dict:
     model_cpu = model.to("cpu")
     masks = {n: m.cpu() for n, m in masks.items()}
+    # losses holds one entry per epoch trained at this level (resumed ones included).
+    total = None if before is None else before + len(losses)
     meta = {"level": level, "alpha_target": alpha, **density(model_cpu, params),
             "train_acc": evaluate(model_cpu, task.train), "test_acc": evaluate(model_cpu, task.test),
             "train_loss": losses[-1] if losses else None,
+            "epochs_level": len(losses), "epochs_total": total,
             "arch": cfg.model.arch, "width": cfg.model.width, "num_classes": task.num_classes,
             "classes": list(task.classes), "config": cfg.to_dict()}
     ckpt.save_level(paths.level_checkpoint(level), model_cpu, masks, meta)

@@ -35,8 +35,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
+from .subsets import subset_ceiling, subset_entropy
 
-CRITERIA = ("exact", "bound")
+CRITERIA = ("exact", "bound", "subset")
 MAX_LEVELS = 1024  # keeps the per-neuron histogram (N x (M + 1) counts) small
 TIE_BITS = 1e-9  # entropies closer than this are equal for select_level
 
@@ -58,6 +59,12 @@ class EntropyResult:
     y_max: float
     saturated: bool  # every sample is its own state: exact_bits == log2 |D|
     max_bits: float  # ceiling of exact_bits: min(N * log2(M + 1), log2 |D|)
+    # The "subset" criterion (selection/subsets.py), when asked for (subset_k > 0):
+    subset_k: int = 0  # neurons per subset
+    subset_draws: int = 0
+    subset_bits: float | None = None  # mean joint entropy of k-neuron subsets
+    subset_bits_std: float | None = None  # its spread over the draws
+    subset_max_bits: float | None = None  # min(k log2(M + 1), log2 |D|)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,9 +74,12 @@ class EntropyCounter:
     """Two-pass exact counter for one layer: observe_range() every batch, freeze(),
     count() the same batches (any grouping or order; it freezes if needed), result()."""
 
-    def __init__(self, levels: int = 4):
+    def __init__(self, levels: int = 4, subset_k: int = 0, subset_draws: int = 0):
         _check_levels(levels)
         self.levels = int(levels)
+        # subset_k > 0 keeps every sample's indices (n x N bytes) for subsets.py.
+        self.subset_k, self.subset_draws = int(subset_k), int(subset_draws)
+        self._kept: list[np.ndarray] = []
         self._n_neurons: int | None = None
         self._y_min, self._y_max = math.inf, -math.inf
         self._n_range = self._n_counted = 0
@@ -126,6 +136,8 @@ class EntropyCounter:
         bins = idx.astype(np.intp) + np.arange(idx.shape[1], dtype=np.intp) * self._span
         self._hist += np.bincount(bins.ravel(), minlength=self._hist.size)
         self._n_counted += rows.shape[0]
+        if self.subset_k > 0:
+            self._kept.append(idx)
 
     def result(self) -> EntropyResult:
         """Eqs. 6 and 8 from the counts of pass 2."""
@@ -136,6 +148,14 @@ class EntropyCounter:
                                "both passes must see the same data")
         counts = np.fromiter(self._states.values(), np.int64, len(self._states))
         per_neuron = self._hist.reshape(self._n_neurons, self._span)
+        subset = {}
+        if self.subset_k > 0:
+            bits, spread = subset_entropy(np.concatenate(self._kept), self.subset_k,
+                                          max(self.subset_draws, 1))
+            subset = {"subset_k": self.subset_k, "subset_draws": max(self.subset_draws, 1),
+                      "subset_bits": bits, "subset_bits_std": spread,
+                      "subset_max_bits": subset_ceiling(n, self._n_neurons, self._span,
+                                                        self.subset_k)}
         return EntropyResult(
             exact_bits=_entropy_bits(counts, n),
             bound_bits=math.fsum(_entropy_bits(row, n) for row in per_neuron),
@@ -143,6 +163,7 @@ class EntropyCounter:
             levels=self.levels, delta=self._delta, y_min=self._y_min, y_max=self._y_max,
             saturated=len(counts) == n,
             max_bits=min(self._n_neurons * math.log2(self._span), math.log2(n)),
+            **subset,
         )
 
     def _rows(self, batch: Batch) -> np.ndarray:
@@ -168,10 +189,11 @@ class EntropyCounter:
         return np.ascontiguousarray((_quantize(rows, self._delta) - self._q0).astype(self._dtype))
 
 
-def entropy_of_batches(make_batches: Callable[[], Iterable[Batch]], levels: int = 4) -> EntropyResult:
+def entropy_of_batches(make_batches: Callable[[], Iterable[Batch]], levels: int = 4,
+                       subset_k: int = 0, subset_draws: int = 0) -> EntropyResult:
     """Entropy of a stream of (n, N) batches; make_batches() is called once per
     pass and must yield the same data both times."""
-    counter = EntropyCounter(levels)
+    counter = EntropyCounter(levels, subset_k, subset_draws)
     for batch in make_batches():
         counter.observe_range(batch)
     counter.freeze()
@@ -182,7 +204,8 @@ def entropy_of_batches(make_batches: Callable[[], Iterable[Batch]], levels: int 
 
 def encoder_entropy(encoder: nn.Module, images: torch.Tensor, batch_size: int = 256,
                     levels: int = 4, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    progress: bool = False) -> EntropyResult:
+                    progress: bool = False, subset_k: int = 0,
+                    subset_draws: int = 0) -> EntropyResult:
     """Entropy of encoder(images), with two forward passes in eval mode.
 
     images: (n, C, H, W) as stored. normalize, if given, maps each raw batch
@@ -210,7 +233,7 @@ def encoder_entropy(encoder: nn.Module, images: torch.Tensor, batch_size: int = 
     was_training = encoder.training
     encoder.eval()
     try:
-        return entropy_of_batches(features, levels)
+        return entropy_of_batches(features, levels, subset_k, subset_draws)
     finally:
         encoder.train(was_training)
 
@@ -224,6 +247,8 @@ def select_level(rows: list[dict], criterion: str = "exact") -> int:
     the higher bound_bits: the sum of per-neuron entropies does not saturate at
     log2 |D|, so it is the best remaining measure of how spread the outputs are.
     "bound" maximises eq. 8, ties going to the higher exact_bits.
+    "subset" maximises the mean entropy of random k-neuron subsets (subsets.py),
+    which does not saturate; ties go to the higher bound_bits.
     Remaining ties go to the smaller alpha: the sparser encoder costs less on
     the device, and the paper's selected encoders are the sparse ones.
     """
@@ -231,10 +256,12 @@ def select_level(rows: list[dict], criterion: str = "exact") -> int:
         raise UserError(f"unknown entropy criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
     if not rows:
         raise UserError("no pruning levels to select from")
-    missing = {"level", "alpha", "exact_bits", "bound_bits"} - set.intersection(*map(set, rows))
+    keys = {"exact": ("exact_bits", "bound_bits"), "bound": ("bound_bits", "exact_bits"),
+            "subset": ("subset_bits", "bound_bits")}[criterion]
+    need = {"level", "alpha", *keys}
+    missing = need - set.intersection(*(set(k for k, v in r.items() if v is not None) for r in rows))
     if missing:
         raise UserError(f"a level's entropy record lacks {', '.join(sorted(missing))}")
-    keys = ("exact_bits", "bound_bits") if criterion == "exact" else ("bound_bits", "exact_bits")
     candidates = rows
     for key in keys:
         best = max(row[key] for row in candidates)

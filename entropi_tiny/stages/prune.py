@@ -56,6 +56,7 @@ def guard_levels(run: Run, replace: bool = False) -> None:
         run.begin_writes()
         shutil.rmtree(paths.levels_dir, ignore_errors=True)
         shutil.rmtree(paths.root / "features", ignore_errors=True)
+        shutil.rmtree(paths.root / "controls", ignore_errors=True)   # made from those levels
         paths.prune_summary.unlink(missing_ok=True)
         return
     key = next(k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k))
@@ -100,7 +101,7 @@ def run_prune(run: Run, replace: bool = False) -> dict:
     guard_levels(run, replace)
     state = prune_state(run)
     if state.status == "fresh":
-        return state.manifest
+        return _with_controls(run, state.manifest)
     main = os.environ.get("RANK", "0") == "0"       # torchrun: rank 0 alone writes
     if main:
         run.begin_writes()
@@ -108,7 +109,15 @@ def run_prune(run: Run, replace: bool = False) -> dict:
     rows = run_imp(run.cfg, run.paths, quiet=run.quiet, task=source)
     if not main:
         return {"levels": [summary_row(m) for m in rows]}
-    return commit_levels(run, [summary_row(m) for m in rows])
+    return _with_controls(run, commit_levels(run, [summary_row(m) for m in rows]))
+
+
+def _with_controls(run: Run, manifest: dict) -> dict:
+    """With prune.matched_control = all, the control stage's dense control of every level."""
+    if run.cfg.prune.matched_control == "all":
+        from .control import run_control
+        run_control(run, max(level_files(manifest)))
+    return manifest
 
 
 def commit_levels(run: Run, rows: list[dict], extra: dict | None = None) -> dict:

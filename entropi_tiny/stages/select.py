@@ -5,7 +5,7 @@ Usage:
     level = chosen_level(run)                  # export.level, or the selected one
 
 Each level's row is keyed on that level's checkpoint (sha256), the target
-images (content hash) and M, so a row is reused only for exactly those
+images (content hash), M and the subset criterion's k and draws, so a row is reused only for exactly those
 inputs; rows are stored as they finish, so a stopped stage resumes. The
 stage's key adds the criterion, and entropy.json (the manifest) is written
 with it once every level has a row.
@@ -26,13 +26,16 @@ NAME = "select"
 ENTROPY_FORMAT = "entropi-tiny/entropy-v1"
 ROW = {"level": int, "alpha": NUMBER}
 SPEC = {"selected_level": int, "criterion": str, "levels_m": int, "rows": [ROW]}
+# What a row's entropies depend on (besides the level and the target images).
+ROW_SETTINGS = ("select.levels_m", "select.batch_size", "select.subset_k", "select.subset_draws")
+SETTINGS = (*ROW_SETTINGS, "select.criterion")
 
 
 def inputs(run: Run, prune_manifest: dict) -> dict:
     files = {f"file:levels/level_{k:02d}/checkpoint.pt": sha
              for k, sha in level_files(prune_manifest).items()}
     return {**files, **run.target_inputs(),
-            **run.settings("select.levels_m", "select.criterion", "select.batch_size")}
+            **run.settings(*SETTINGS)}
 
 
 def select_state(run: Run) -> State:
@@ -45,7 +48,7 @@ def select_state(run: Run) -> State:
 
 def _row_key(run: Run, level_sha: str) -> str:
     return digest({"level": level_sha, "target": run.task("target")[1],
-                   **run.settings("select.levels_m", "select.batch_size")})
+                   **run.settings(*ROW_SETTINGS)})
 
 
 def _saved_rows(run: Run) -> dict[str, dict]:
@@ -77,7 +80,9 @@ def run_select(run: Run) -> dict:
             model, _, meta = load_level(paths.level_checkpoint(level))
             encoder, _ = split_model(model)
             result = encoder_entropy(encoder, target.train.images, cfg.select.batch_size,
-                                     cfg.select.levels_m, normalize=data.normalize)
+                                     cfg.select.levels_m, normalize=data.normalize,
+                                     subset_k=cfg.select.subset_k,
+                                     subset_draws=cfg.select.subset_draws)
             done[key] = {"level": level, "row_key": key, "alpha_target": meta["alpha_target"],
                          "alpha": meta["alpha_actual"], **result.to_dict()}
             run.begin_writes()

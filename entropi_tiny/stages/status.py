@@ -15,14 +15,15 @@ from ..errors import UserError
 from .build import build_state
 from .codegen import codegen_state
 from .contract import Run, State
+from .control import control_state, controls_state
 from .export import export_state
 from .prune import prune_state
 from .report import report_state
 from .select import select_state
 from .transfer import transfer_state
 
-STAGES = (("prune", prune_state), ("select", select_state), ("transfer", transfer_state),
-          ("report", report_state), ("export", export_state), ("codegen", codegen_state),
+STAGES = (("prune", prune_state), ("select", select_state), ("control", control_state),
+          ("transfer", transfer_state), ("controls", controls_state), ("report", report_state), ("export", export_state), ("codegen", codegen_state),
           ("build", build_state))
 
 
@@ -30,7 +31,7 @@ def stage_rows(run: Run) -> list[dict]:
     rows = []
     user_model = bool(run.cfg.export.tflite)
     for name, fn in STAGES:
-        if user_model and name in ("prune", "select", "transfer", "report"):
+        if user_model and name in ("prune", "select", "control", "transfer", "controls", "report"):
             rows.append({"stage": name, "status": "skipped", "reason": "a user model (--tflite)"})
             continue
         try:

@@ -7,7 +7,9 @@ A level's row (and its cached features, features/level_NN.pt) is keyed on
 the level's checkpoint (sha256), the target images (content hash) and every
 setting of the head recipe, so changing the target's domain, its files or a
 hyperparameter recomputes exactly the rows it affects. The manifest's key adds
-entropy.json (which level is selected); rows are stored as they finish.
+entropy.json (which level is selected); rows are stored as they finish. Then
+the control stages (stages/control.py) give the matched dense control and the
+holdout baseline in controls.json, keyed on these same inputs.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .. import atomic
 from ..pruning.checkpoint import load_level
 from ..transfer import level_features, summarize, train_head
 from .contract import NUMBER, Run, State, check, commit, digest
+from .control import run_controls
 from .prune import level_files, prune_state, require_levels
 from .select import run_select, select_state, selected
 
@@ -26,7 +29,8 @@ ROW = {"level": int, "alpha": NUMBER, "test_acc_mean": NUMBER, "test_acc_std": N
        "seeds": list}
 SPEC = {"selected_level": int, "dense_level": int, "rows": [ROW], "key": {"target": str}}
 SETTINGS = ("transfer.lr", "transfer.lr_decay", "transfer.batch_size", "transfer.epochs",
-            "transfer.seeds", "select.batch_size")
+            "transfer.seeds", "transfer.standardize", "transfer.init", "transfer.ridge",
+            "select.batch_size")
 
 
 def inputs(run: Run, prune_manifest: dict, entropy_sha: str) -> dict:
@@ -86,6 +90,7 @@ def run_transfer(run: Run, all_levels: bool = False) -> dict:
     inp = inputs(run, manifest, atomic.sha256_file(paths.entropy_json))
     state = check(run, NAME, paths.transfer_json, inp, SPEC)
     if state.status == "fresh" and _has_rows(state.manifest, wanted):
+        run_controls(run, chosen, wanted, inp)           # controls.json (stages/control.py)
         return state.manifest
     saved = _saved_rows(run)
     done = {}
@@ -105,7 +110,9 @@ def run_transfer(run: Run, all_levels: bool = False) -> dict:
                        "feature_dim": int(feats["train"].shape[1]), **summarize(runs)}
         atomic.write_json(paths.transfer_json, _result(run, done, chosen, levels[0]))
     run.begin_writes()
-    return commit(run, NAME, paths.transfer_json, inp, [], _result(run, done, chosen, levels[0]))
+    result = commit(run, NAME, paths.transfer_json, inp, [], _result(run, done, chosen, levels[0]))
+    run_controls(run, chosen, wanted, inp)               # controls.json (stages/control.py)
+    return result
 
 
 def _result(run: Run, done: dict, chosen: int, dense: int) -> dict:
