@@ -141,7 +141,31 @@ def tflite_reader_rows(d: dict) -> list[tuple[str, str]]:
             for r in d["rows"]]
 
 
-RENDERERS = {"mask_overhead": mask_rows, "entropy": entropy_rows,
+def table1_rows(d: dict) -> list[tuple[str, str]]:
+    """Table 1 of the quick demo: dense level 0, the dense encoder trained as long as the
+    selected level, the selected level; then how good the selection was."""
+    t, sel = d["table1"], d["selection"]
+    label = {"dense": "dense level 0", "matched_dense": "dense, trained as long as the selected level",
+             "pruned": f"pruned, selected by `{d['criterion']}`"}
+    rows = []
+    for key in ("dense", "matched_dense", "pruned"):
+        r = t.get(key)
+        if r:
+            rows.append((f"Table 1 (quick demo, `table1_quick.json`): {label[key]}",
+                         f"alpha {r['alpha']:.4f}, {r['epochs']} source epochs: target top-1 "
+                         f"{r['top1_mean']:.2f} +- {r['top1_std']:.2f} ({r['n_seeds']} head seeds)"))
+    sp = ", ".join(f"{k} {v:+.2f}" for k, v in sel["spearman"].items())
+    base = ", ".join(f"{k} {v['regret']:.2f}" for k, v in sel["baselines"].items())
+    sat = d["saturation"]
+    rows.append(("selection quality (quick demo)",
+                 f"oracle level {sel['oracle']['level']} ({sel['oracle']['target_acc']:.2f}); "
+                 f"selected level {sel['selected']['level']}: regret {sel['selected']['regret']:.2f} "
+                 f"points; Spearman with target top-1: {sp}; regret of baselines: {base}; eq. 6 "
+                 f"saturates at {sat['n_saturated']} of {sat['n_levels']} levels"))
+    return rows
+
+
+RENDERERS = {"table1_quick": table1_rows, "mask_overhead": mask_rows, "entropy": entropy_rows,
              "sparse_image": sparse_image_rows, "runtime": runtime_rows,
              "profile": profile_rows, "firmware": firmware_rows, "backprop_memory": backprop_rows,
              "tflite_reader": tflite_reader_rows}
