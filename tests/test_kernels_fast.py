@@ -41,6 +41,29 @@ def test_resnet_stage_planar_bit_exact(tmp_path, objs, density):
     assert rc == 0 and np.array_equal(out, run_tflm(path, x))
 
 
+SMLAD_CASES = {  # dense convs with input channels in fours: the SMLAD kernel and its pack buffer
+    "stage_s1_s2_fused_add": ("block_chain", (1, 8, 8, 8), dict(cout=8)),
+    "rows_cross_tiles": ("conv", (1, 9, 11, 4), dict(k=3, stride=1, padding="VALID", cout=5)),
+    "pointwise": ("conv", (1, 5, 13, 16), dict(k=1, stride=1, padding="SAME", act="RELU6", cout=7)),
+    "stage_pointwise_s2": ("block_chain", (1, 8, 8, 8), dict(cout=8, k=1)),
+}
+
+
+@pytest.mark.parametrize("case", list(SMLAD_CASES))
+def test_dense_smlad_kernel_bit_exact(tmp_path, objs, case):
+    """Dense CONV_2D with channels in fours runs the SMLAD kernel on a pack buffer, bit-exact."""
+    kind, shape, kw = SMLAD_CASES[case]
+    data = tflite_of(kind, shape, 1.0, calib=ASYM, **kw)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    exe, report = build_runtime(path, tmp_path, objs)
+    smlad = [o for o in report["ops"] if "SMLAD" in o["kernel_reason"]]
+    assert smlad and all(o["pack_bytes"] > 0 and o["kernel"] == "dense" for o in smlad)
+    x = np.random.default_rng(4).integers(-128, 128, (4,) + shape).astype(np.int8)
+    rc, out = run_runtime(exe, x)
+    assert rc == 0 and np.array_equal(out, run_tflm(path, x))
+
+
 def test_runtime_refuses_planar_operand_of_an_nhwc_op(tmp_path, objs):
     data = tflite_of("block_chain", (1, 8, 8, 6), 0.3, calib=ASYM, cout=6)
     path = tmp_path / "m.tflite"
@@ -75,6 +98,8 @@ TWIN_CASES = {  # name: (kind, input shape, density, kwargs)
     "conv3x3_s2_dense": ("pad_conv", (1, 8, 7, 4), 1.0, dict(stride=2, act="RELU")),
     "dw3x3_s2": ("dw", (1, 8, 9, 5), 0.3, dict(k=3, stride=2, padding="SAME", act="RELU")),
     "resnet_stage": ("block_chain", (1, 8, 8, 6), 0.3, dict(cout=6)),
+    "smlad_stage": ("block_chain", (1, 8, 8, 8), 1.0, dict(cout=8)),
+    "smlad_rows": ("conv", (1, 9, 11, 4), 1.0, dict(k=3, stride=1, padding="VALID", cout=5)),
 }
 
 

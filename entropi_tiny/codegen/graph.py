@@ -37,6 +37,7 @@ class Node:
     fused_add: bool = False
     scratch: int = 0                   # bytes of int32 scratch (NHWC conv kernels only)
     kernel: str = ""                   # conv kernel chosen by layout.choose_kernels
+    pack: int = 0                      # bytes of the dense SMLAD kernel's pack buffer (PLANAR convs)
     kernel_reason: str = ""
 
     @property

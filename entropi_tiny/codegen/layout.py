@@ -3,7 +3,7 @@
 Usage:
     insert_to_planar(graph)                    # after fuse(), before plan_arena()
     layouts = assign_layouts(graph, find)      # plan_arena calls it: {buffer root: (layout, pad)}
-    choose_kernels(graph, layouts, find, image_tensors)   # sets node.kernel, node.kernel_reason
+    choose_kernels(graph, layouts, find, image_tensors)   # sets node.kernel, node.kernel_reason, node.pack
     words, index = tap_table(node, layouts, find, tensor)
 
 The fast conv kernels (firmware/src/et_kernels_fast.c) read a PLANAR input:
@@ -23,6 +23,10 @@ tap costs ~TAP_SPARSE (word load of the tap, two data words, four SXTB16,
 eight SMLAxy, loop), a dense weight ~TAP_DENSE when non-zero plus
 ZERO_DENSE to skip a zero; dense needs the weights DENSE-encoded in the
 image and costs no flash, the tap table costs 4 bytes per non-zero.
+A dense CONV_2D whose input channels come in fours runs the SMLAD kernel
+instead (2 MACs per instruction, ~TAP_SMLAD per weight and tile, zeros
+included) on its input packed into int16 pairs in an arena scratch of
+pack_bytes(node) (node.pack; the planner is run again once kernels are chosen).
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ from .graph import Graph, Node
 NHWC, PLANAR = 0, 1
 SLACK = 16                     # ET_PLANAR_SLACK: bytes the word loads may read past the last plane
 TAP_SPARSE, TAP_DENSE, ZERO_DENSE = 27.0, 24.0, 6.0
+TAP_SMLAD = 9.5                # 38 instructions per 4 weights of 8 lanes
+SMLAD_STEPS = (8, 16, 32, 64, 128, 256, 512)   # lane steps (bytes) the firmware has instances for
 MAX_OFFSET = (1 << 24) - 2           # 0xFFFFFF with weight -1 would be the row sentinel
 TAP_END = 0xFFFFFFFF
 
@@ -114,8 +120,29 @@ def assign_layouts(graph: Graph, find, reshaped: set[int]) -> dict[int, tuple[in
     return out
 
 
+def pack_bytes(node: Node, layouts, find) -> int:
+    """Bytes of the SMLAD kernel's pack buffer for a conv (0: the kernel does not apply); the
+    same arithmetic as et_planar_pack_bytes in et_kernels_fast.c: every padded input pixel
+    (2 bytes per channel), and past the grid as far as the last tile's lanes read."""
+    kind, pad = layouts.get(find(node.in0), (NHWC, 0))
+    _, ih, iw, ic = node.dims["in0"]
+    _, oh, ow, _ = node.dims["out"]
+    p = node.params
+    if node.kind != "CONV_2D" or kind != PLANAR or ic % 4 or ic > 256 or \
+            (p["stride_h"], p["stride_w"]) != (1, 1) or p["stride_w"] * 2 * ic not in SMLAD_STEPS:
+        return 0
+    wp, hp = iw + 2 * pad, ih + 2 * pad
+    origin = (pad - p["pad_top"]) * wp + (pad - p["pad_left"])
+    if p["stride_h"] == 1 and p["stride_w"] == 1:
+        last = ((oh - 1) * wp + ow + 7) // 8 * 8 - 1
+    else:
+        last = (oh - 1) * p["stride_h"] * wp + ((ow + 7) // 8 * 8 - 1) * p["stride_w"]
+    pixels = max(origin + last + (p["kernel_h"] - 1) * wp + p["kernel_w"], hp * wp)
+    return pixels * 2 * ic
+
+
 def choose_kernels(graph: Graph, layouts, find, tensors: dict) -> None:
-    """node.kernel / node.kernel_reason for every conv; `tensors`: {entry index: ImageTensor}."""
+    """node.kernel / node.kernel_reason / node.pack for every conv; `tensors`: {entry index: ImageTensor}."""
     for n in graph.nodes:
         if n.kind not in CONVS:
             continue
@@ -126,7 +153,13 @@ def choose_kernels(graph: Graph, layouts, find, tensors: dict) -> None:
         size, nnz = int(t.weights.size), int(t.nnz)
         sparse = nnz * TAP_SPARSE
         dense = nnz * TAP_DENSE + (size - nnz) * ZERO_DENSE if t.encoding == "DENSE" else None
-        if dense is not None and dense <= sparse:
+        packed = pack_bytes(n, layouts, find) if t.encoding == "DENSE" else 0
+        n.pack = 0
+        if packed and size * TAP_SMLAD <= sparse:
+            n.kernel, n.pack = "dense", packed
+            n.kernel_reason = (f"density {nnz / size:.1%}: dense SMLAD {size * TAP_SMLAD:.0f} <= sparse "
+                               f"{sparse:.0f} instructions per 8-pixel tile; pack buffer {packed} bytes")
+        elif dense is not None and dense <= sparse:
             n.kernel = "dense"
             n.kernel_reason = (f"density {nnz / size:.1%}: dense {dense:.0f} <= sparse {sparse:.0f} "
                                f"instructions per 8-pixel tile, and no tap table in flash")

@@ -176,7 +176,7 @@ def describe_ops(graph: Graph, image: bytes) -> list[dict]:
         rows.append({"index": i, "kind": n.kind, "tflite_ops": list(n.ops),
                      "shapes": {k: list(v) for k, v in n.dims.items()}, "nonzero_macs": int(macs),
                      "kernel": getattr(n, "kernel", None) or n.kind.lower(),
-                     "kernel_reason": getattr(n, "kernel_reason", "")})
+                     "kernel_reason": getattr(n, "kernel_reason", ""), "pack_bytes": n.pack})
     return rows
 
 
@@ -254,9 +254,11 @@ def generate_model_sources(tflite_path: Path, image_path=None, out_dir: Path | N
     if planar:
         insert_to_planar(graph)
     plan = plan_arena(graph, inplace=inplace, planar=planar)
-    notes += plan.notes
     by_entry = {i: t for i, t in enumerate(read_image(image).values())}
     choose_kernels(graph, plan.layouts, plan.find, by_entry)
+    if any(n.pack for n in graph.nodes):       # the SMLAD kernels' pack buffers join the plan
+        plan = plan_arena(graph, inplace=inplace, planar=planar)
+    notes += plan.notes
     tables, tap_names = _tap_tables(graph, plan, by_entry, name)
     luts, lut_names = _add_luts(graph, plan, name)
     if not graph.nodes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .graph import Graph
-from .layout import NHWC, assign_layouts, planar_bytes
+from .layout import NHWC, PLANAR, assign_layouts, planar_bytes
 
 ALIGN = 4
 
@@ -142,6 +142,8 @@ def plan_arena(graph: Graph, inplace: bool = True, planar: bool = True) -> Plan:
         touch(n.out, i, True)
         if n.scratch and layouts.get(find(n.in0), (NHWC, 0))[0] == NHWC:   # NHWC kernels only
             scratch_buffers[i] = Buffer(f"scratch of node {i}", n.scratch, i, i)
+        elif n.pack and layouts.get(find(n.in0), (NHWC, 0))[0] == PLANAR:    # SMLAD pack buffer
+            scratch_buffers[i] = Buffer(f"pack buffer of node {i}", _align(n.pack), i, i)
     touch(graph.output, len(graph.nodes), False)
     everything = list(buffers.values()) + list(scratch_buffers.values())
     placed: list[Buffer] = []

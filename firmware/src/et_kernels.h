@@ -107,7 +107,9 @@ et_status_t et_depthwise_conv2d(const et_op_t *op, const et_tensor_t *w, const i
 et_status_t et_fully_connected(const et_op_t *op, const et_tensor_t *w, const int8_t *in, int8_t *out);
 /* CONV_2D (depthwise = 0) / DEPTHWISE_CONV_2D (1) on a PLANAR in0: op->taps, or dense image values. */
 et_status_t et_conv_planar(const et_op_t *op, const et_tensor_t *w, const int8_t *in, int8_t *out,
-                           const int8_t *residual, int depthwise);
+                           const int8_t *residual, int depthwise, uint8_t *scratch);
+/* Bytes of the pack buffer the dense SMLAD kernel needs for this op, or 0 when it does not apply. */
+uint32_t et_planar_pack_bytes(const et_op_t *op);
 void et_to_planar(const et_op_t *op, const int8_t *in, int8_t *out);
 void et_add(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);
 void et_mul(const et_op_t *op, const int8_t *a, const int8_t *b, int8_t *out);

@@ -136,6 +136,10 @@ static et_status_t check_weights(const et_runtime_t *rt, const et_op_t *op, et_t
     if (op->in0.layout == ET_NHWC &&
         ((uint64_t)op->scratch_size < 4u * (uint64_t)o->h * (uint64_t)o->w || op->scratch_offset % 4))
         return ET_ERR_MODEL;
+    /* A PLANAR conv's scratch is the SMLAD kernel's pack buffer: all of it, 4-aligned. */
+    if (op->in0.layout == ET_PLANAR && op->scratch_size &&
+        (op->scratch_size < et_planar_pack_bytes(op) || !et_planar_pack_bytes(op) || op->scratch_offset % 4))
+        return ET_ERR_MODEL;
     if (op->kind == ET_OP_CONV_2D)
         return w->op == 3 && w->rank == 4 && w->shape[0] == o->c && w->shape[1] == c->kernel_h &&
                w->shape[2] == c->kernel_w && w->shape[3] == i->c ? ET_OK : ET_ERR_MODEL;
@@ -253,10 +257,10 @@ static et_status_t run_op(et_runtime_t *rt, const et_op_t *op) {
     }
     switch (op->kind) {
     case ET_OP_CONV_2D:
-        return op->in0.layout == ET_PLANAR ? et_conv_planar(op, &w, in0, out, residual, 0)
+        return op->in0.layout == ET_PLANAR ? et_conv_planar(op, &w, in0, out, residual, 0, (uint8_t *)scratch)
                                            : et_conv2d(op, &w, in0, out, scratch, residual);
     case ET_OP_DEPTHWISE_CONV_2D:
-        return op->in0.layout == ET_PLANAR ? et_conv_planar(op, &w, in0, out, residual, 1)
+        return op->in0.layout == ET_PLANAR ? et_conv_planar(op, &w, in0, out, residual, 1, (uint8_t *)scratch)
                                            : et_depthwise_conv2d(op, &w, in0, out, scratch, residual);
     case ET_OP_TO_PLANAR: et_to_planar(op, in0, out); return ET_OK;
     case ET_OP_FULLY_CONNECTED: return et_fully_connected(op, &w, in0, out);
