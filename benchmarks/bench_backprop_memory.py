@@ -129,7 +129,7 @@ def run_cell(run: Path, build: dict, base: dict, classes: int, momentum: float, 
         (gen / f).unlink(missing_ok=True)
     generate_head_sources(gen, spec)
     generate_sample_sources(gen, s["train_q"], s["train_y"], s["test_q"], s["test_y"],
-                            build["key"]["tflite_sha256"])
+                            atomic.sha256_file(run / "model" / "encoder_int8.tflite"))
     twin = get_board(build["twin"])
     try:
         r = compile_firmware(twin, [APP_MAIN, *firmware_sources(), *sorted(gen.glob("*.c"))],
@@ -234,15 +234,22 @@ def main() -> None:
     ap.add_argument("--optimizers", default="sgd,momentum")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of --out measured on the same base builds (same key)")
     args = ap.parse_args()
     work = Path(args.work)
     out = Path(args.out)
-    rows = atomic.read_json(out)["rows"] if out.is_file() else []
-    done = {(r["model"], r["classes"], r["optimizer"], r["batch"]) for r in rows}
+    # A row is only reused when asked, and only if it was measured on a base build with the
+    # same stage key (model, generated sources, firmware): a kernel change makes it stale.
+    rows = atomic.read_json(out)["rows"] if args.resume and out.is_file() else []
+    keys = {}
     for spec in args.models.split(","):
         arch, alpha = spec.split(":")
         run = ensure_model(work, arch, float(alpha))
         build = atomic.read_json(run / "firmware" / "build.json")
+        keys[arch] = build["stage"]["key"]
+        rows = [r for r in rows if r["model"] != arch or r.get("build_key") == keys[arch]]
+        done = {(r["model"], r["classes"], r["optimizer"], r["batch"]) for r in rows}
         base = dict(np.load(run / "firmware" / "generated" / "samples.npz"))
         for classes in map(int, args.classes.split(",")):
             for opt in args.optimizers.split(","):
@@ -251,7 +258,8 @@ def main() -> None:
                     if (arch, classes, name, batch) in done:
                         continue
                     row = {"model": arch, "width": 1.0, "alpha": build["alpha"],
-                           "features": int(base["train_features"].shape[1])}
+                           "features": int(base["train_features"].shape[1]),
+                           "build_key": keys[arch]}
                     try:
                         row.update(run_cell(run, build, base, classes, MOMENTUM if opt == "momentum"
                                             else 0.0, batch, args.epochs, work / "cell"))
