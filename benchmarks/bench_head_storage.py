@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_head_storage.py [--out benchmarks/results/head_storage.json]
-        [--data /work/shared/data/cifar10] [--train-per-class 200] [--test-per-class 100]
+        [--data ../shared/data/cifar10] [--train-per-class 200] [--test-per-class 100]
         [--encoder runs/size/resnet18-0.0077]
 
 Real data: the CIFAR-10 images of the shared subset (10 classes; PNG
@@ -18,6 +18,7 @@ features (ResNet18 at the paper's scale) and the configuration's batch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 sys.path.insert(0, str(ROOT))
 from entropi_tiny import atomic, data  # noqa: E402
 from entropi_tiny.codegen.head import HeadSpec, head_memory  # noqa: E402
@@ -84,10 +86,16 @@ def pretrain(enc, x: torch.Tensor, y: np.ndarray, epochs: int, feature_dim: int)
     enc.eval()
 
 
+def _repo_relative(path: Path) -> str:
+    """The data folder as the results file records it: relative to the repository, so the
+    file names no path of the machine that measured it."""
+    return os.path.relpath(path.resolve(), ROOT)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/head_storage.json")
-    ap.add_argument("--data", default="/work/shared/data/cifar10")
+    ap.add_argument("--data", default=str(SHARED_CIFAR), help="default: ../shared/data/cifar10")
     ap.add_argument("--train-per-class", type=int, default=200)
     ap.add_argument("--test-per-class", type=int, default=100)
     ap.add_argument("--encoder", default=None)
@@ -132,7 +140,7 @@ def main() -> None:
                                                            "gradient_bytes", "state_bytes")},
                      "host_s": round(time.monotonic() - t0, 1)})
         print(rows[-1], flush=True)
-    atomic.write_json(Path(args.out), {"benchmark": "head_storage", "data": args.data,
+    atomic.write_json(Path(args.out), {"benchmark": "head_storage", "data": _repo_relative(Path(args.data)),
                                        "encoder": enc_name, "train": len(ytr), "test": len(yte),
                                        "epochs": args.epochs, "rows": rows})
     print(f"wrote {args.out}")
